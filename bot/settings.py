@@ -1,0 +1,84 @@
+"""Settings: built once in the entry point (bot.cli) and passed down. Nothing reads the environment elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SlackSettings(BaseModel):
+    bot_token: SecretStr | None = None  # xoxb-...
+    app_token: SecretStr | None = None  # xapp-... (Socket Mode)
+    signing_secret: SecretStr | None = None  # HTTP mode
+    mode: str = Field(default="socket", pattern="^(socket|http)$")
+    http_port: int = 3000
+    default_channel: str = "#imagepull-alerts"
+    # "cluster/namespace" or "cluster/*" or "*/namespace" -> channel
+    routes: dict[str, str] = Field(default_factory=dict)
+    base_url: str = "https://slack.com/api/"
+
+    @property
+    def configured(self) -> bool:
+        return self.bot_token is not None and bool(self.bot_token.get_secret_value())
+
+
+class KubeSettings(BaseModel):
+    kubeconfig: Path | None = None  # None: in-cluster if available, else ~/.kube/config
+    context: str | None = None
+    cluster_name: str = "default"
+    include_namespaces: list[str] = Field(default_factory=list)  # empty: all
+    exclude_namespaces: list[str] = Field(default_factory=lambda: ["kube-system"])
+    # Namespaces whose Secrets the bot may read for verification (empty: all it has RBAC for).
+    secret_namespaces: list[str] = Field(default_factory=list)
+
+
+class RegistrySettings(BaseModel):
+    probe_enabled: bool = True
+    probe_budget_s: float = 5.0
+    cache_ttl_s: float = 60.0
+    no_probe_registries: list[str] = Field(default_factory=list)
+    insecure_registries: list[str] = Field(default_factory=list)  # plain HTTP hosts
+    ca_file: Path | None = None
+
+
+class IncidentSettings(BaseModel):
+    relapse_window_s: float = 3600.0
+    storm_threshold: int = 3  # workloads with one registry-level cause before a registry incident
+    resolve_grace_s: float = 0.0
+
+
+class AccessSettings(BaseModel):
+    """Who may do what: Slack user or user-group id -> list of "namespace:action" grants ("*" wildcards)."""
+
+    grants: dict[str, list[str]] = Field(default_factory=dict)
+    two_person_rule: bool = False
+    proposal_ttl_s: float = 1800.0
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="IMAGEPULL_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+    )
+
+    database_url: str = "sqlite+aiosqlite:///imagepull-doctor.db"
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+    log_json: bool = False
+    metrics_port: int = 9090
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    kube: KubeSettings = Field(default_factory=KubeSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    access: AccessSettings = Field(default_factory=AccessSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, v: str) -> str:
+        if not v.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return v
