@@ -321,3 +321,60 @@ class OutboxMessage:
     dedup_key: str = ""
     user: str | None = None  # EPHEMERAL only
     id: int | None = None
+
+
+# ---- Proposals and the audit log (written by flows, persisted by bot.store) ----
+
+
+class ProposalStatus(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"  # approved, about to run (claimed by exactly one executor)
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A fix waiting for approval. `params` never holds a secret value (a modal's credentials are
+    written to Kubernetes at approval time from a short-lived in-memory vault, or the action copies a secret)."""
+
+    action: ActionKind
+    cluster: str
+    namespace: str
+    target: str  # pod, secret or serviceaccount name
+    params: dict[str, str]
+    requested_by: str  # Slack user id
+    requested_by_name: str
+    created_at: datetime
+    expires_at: datetime
+    incident_key: str | None = None
+    status: ProposalStatus = ProposalStatus.PENDING
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    result: str | None = None
+    id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One append-only audit row before it is chained. `params` must hold no secret value."""
+
+    actor_id: str  # Slack user id, or "bot"
+    actor_name: str
+    action: str  # "proposal.created", "proposal.approved", "proposal.refused", "action.executed", ...
+    target: str  # "cluster/namespace/kind/name"
+    params: dict[str, str]
+    result: str  # "ok", "refused: ...", "error: ..."
+    at: datetime
+    proposal_id: int | None = None
+    incident_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    entry: AuditEntry
+    id: int
+    prev_hash: str
+    hash: str
