@@ -1,0 +1,180 @@
+"""The diagnosis flow: watcher observation -> classify -> inspect -> probe -> verify -> incident -> store + outbox.
+
+This module wires pure stages to adapters it receives as arguments; it creates no client itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol
+
+from bot.diagnosis.classify import classify
+from bot.diagnosis.verify import probe_target, verify
+from bot.imageref import ImageRef
+from bot.incidents import Change, IncidentBook
+from bot.model import (
+    Cause,
+    Classification,
+    Credentials,
+    Diagnosis,
+    Incident,
+    OutboxMessage,
+    PodInspection,
+    ProbeResult,
+    PullFailure,
+    Recovery,
+)
+
+log = logging.getLogger(__name__)
+
+
+class InspectorPort(Protocol):
+    async def inspect(self, namespace: str, pod: str, image: str) -> tuple[PodInspection, Credentials | None]: ...
+
+
+class ProberPort(Protocol):
+    async def probe(self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None) -> ProbeResult: ...
+
+
+class StorePort(Protocol):
+    async def save_incident(self, incident: Incident, outbox: tuple[OutboxMessage, ...] = ...) -> Incident: ...
+
+    async def get_incident(self, key: str) -> Incident | None: ...
+
+
+# Causes whose verification depends on the node the pod runs on, not only on the workload's spec.
+_NODE_BOUND = frozenset({Cause.PLATFORM_MISMATCH, Cause.DISK_FULL})
+
+
+@dataclass(slots=True)
+class PipelineStats:
+    failures_seen: int = 0
+    diagnoses: int = 0
+    diagnosis_cache_hits: int = 0
+    recoveries_seen: int = 0
+    changes_saved: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+
+
+class Pipeline:
+    """Turns watcher callbacks into stored incidents and queued Slack writes."""
+
+    def __init__(
+        self,
+        *,
+        book: IncidentBook,
+        store: StorePort,
+        inspector: InspectorPort | None,
+        prober: ProberPort | None,
+        wake_outbox: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        diagnosis_ttl_s: float = 30.0,
+        on_diagnosis: Callable[[PullFailure, Diagnosis, float], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self._book = book
+        self._store = store
+        self._inspector = inspector
+        self._prober = prober
+        self._wake = wake_outbox
+        self._clock = clock
+        self._ttl = diagnosis_ttl_s
+        self._cache: dict[tuple[str, ...], tuple[float, Diagnosis]] = {}
+        self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
+        self._save_lock = asyncio.Lock()
+        self._on_diagnosis = on_diagnosis
+        self.stats = PipelineStats()
+
+    async def on_failure(self, failure: PullFailure) -> None:
+        """Watcher callback: diagnose (once per workload and cause for a while) and fold into an incident."""
+        self.stats.failures_seen += 1
+        started = time.monotonic()
+        classification = classify(failure.message, failure.event_reason, failure.waiting_reason)
+        diagnosis = await self.diagnose_cached(failure, classification)
+        if self._on_diagnosis is not None:
+            result = self._on_diagnosis(failure, diagnosis, (time.monotonic() - started) * 1000)
+            if result is not None:
+                await result
+        async with self._save_lock:
+            await self._apply(self._book.observe(failure, diagnosis, self._clock()))
+
+    async def on_recovery(self, recovery: Recovery) -> None:
+        """Watcher callback: a container started or its pod went away."""
+        self.stats.recoveries_seen += 1
+        async with self._save_lock:
+            await self._apply(self._book.recover(recovery, self._clock()))
+
+    async def tick(self) -> None:
+        """Release held storms, throttled parent updates and grace-period resolutions."""
+        async with self._save_lock:
+            await self._apply(self._book.tick(self._clock()))
+
+    async def run_ticker(self, interval_s: float = 1.0) -> None:
+        """Call `tick` forever (until cancelled)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("incident tick failed; retrying next interval")
+
+    async def diagnose(self, failure: PullFailure, classification: Classification | None = None) -> Diagnosis:
+        """Full diagnosis of one failure: classify, inspect the pod, probe the registry, verify. Never raises."""
+        classification = classification or classify(failure.message, failure.event_reason, failure.waiting_reason)
+        inspection: PodInspection | None = None
+        credentials: Credentials | None = None
+        if self._inspector is not None:
+            try:
+                inspection, credentials = await self._inspector.inspect(failure.namespace, failure.pod, failure.image)
+            except Exception as exc:  # an adapter failure degrades the diagnosis, never stops it
+                log.warning("inspection of %s/%s failed: %s", failure.namespace, failure.pod, type(exc).__name__)
+        probe: ProbeResult | None = None
+        target = probe_target(failure, classification)
+        if self._prober is not None and target is not None:
+            node = inspection.node if inspection else None
+            platform = f"{node.os or 'linux'}/{node.architecture}" if node and node.architecture else None
+            try:
+                probe = await self._prober.probe(target, credentials, platform)
+            except Exception as exc:
+                log.warning("registry probe of %s failed: %s", target, type(exc).__name__)
+        self.stats.diagnoses += 1
+        return verify(failure, classification, inspection, probe)
+
+    async def diagnose_cached(self, failure: PullFailure, classification: Classification) -> Diagnosis:
+        """Pods of one workload share a spec: verify once per workload, image and message cause for a while."""
+        key: tuple[str, ...] = (
+            failure.namespace,
+            str(failure.workload),
+            failure.container,
+            failure.image,
+            classification.cause.value,
+            failure.node or "" if classification.cause in _NODE_BOUND else "",
+        )
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            hit = self._cache.get(key)
+            now = time.monotonic()
+            if hit is not None and now - hit[0] < self._ttl:
+                self.stats.diagnosis_cache_hits += 1
+                return hit[1]
+            diagnosis = await self.diagnose(failure, classification)
+            self._cache[key] = (now, diagnosis)
+            if len(self._cache) > 4096:
+                oldest = min(self._cache, key=lambda k: self._cache[k][0])
+                self._cache.pop(oldest, None)
+                self._locks.pop(oldest, None)
+            return diagnosis
+
+    async def _apply(self, changes: list[Change]) -> None:
+        sent = False
+        for change in changes:
+            stored = await self._store.save_incident(change.incident, change.outbox)
+            self._book.adopt(replace(stored, snoozed_until=stored.snoozed_until, muted=stored.muted))
+            self.stats.changes_saved += 1
+            sent = sent or bool(change.outbox)
+        if sent:
+            self._wake()
