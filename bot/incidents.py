@@ -43,18 +43,28 @@ class SlackText:
     blocks: tuple[dict[str, object], ...] = ()
 
 
+class Rendered(Protocol):
+    """Any rendered message: fallback text and blocks (bot.slack.render.SlackMessage, SlackText)."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def blocks(self) -> tuple[dict[str, object], ...]: ...
+
+
 class Renderer(Protocol):
-    """How incidents look in Slack (bot.slack.render implements it)."""
+    """How incidents look in Slack (bot.slack.render.SlackRenderer implements it)."""
 
-    def parent(self, incident: Incident) -> SlackText: ...
+    def parent(self, incident: Incident) -> Rendered: ...
 
-    def diagnosis(self, incident: Incident, diagnosis: Diagnosis) -> SlackText: ...
+    def diagnosis(self, incident: Incident, diagnosis: Diagnosis) -> Rendered: ...
 
-    def new_fact(self, incident: Incident, lines: Sequence[str]) -> SlackText: ...
+    def new_fact(self, incident: Incident, lines: Sequence[str]) -> Rendered: ...
 
-    def resolved(self, incident: Incident, reason: str) -> SlackText: ...
+    def resolved(self, incident: Incident, reason: str) -> Rendered: ...
 
-    def reopened(self, incident: Incident, diagnosis: Diagnosis) -> SlackText: ...
+    def reopened(self, incident: Incident, diagnosis: Diagnosis) -> Rendered: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -446,7 +456,7 @@ class IncidentBook:
     def _index(self, namespace: str, pod: str, fp: str) -> None:
         self._pod_index.setdefault((namespace, pod), set()).add(fp)
 
-    def _msg(self, inc: Incident, kind: OutboxKind, body: SlackText, tag: str) -> OutboxMessage:
+    def _msg(self, inc: Incident, kind: OutboxKind, body: Rendered, tag: str) -> OutboxMessage:
         return OutboxMessage(
             kind=kind,
             incident_key=inc.key,
