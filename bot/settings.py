@@ -43,10 +43,23 @@ class RegistrySettings(BaseModel):
     ca_file: Path | None = None
 
 
+class HASettings(BaseModel):
+    """Leader election over a coordination.k8s.io Lease: only the leader watches and posts."""
+
+    enabled: bool = True
+    lease_namespace: str = "default"
+    lease_name: str = "imagepull-doctor"  # the cluster name is appended, so clusters never share a lease
+    identity: str = ""  # empty: host name and process id
+    lease_duration_s: float = 15.0
+    renew_s: float = 5.0
+
+
 class IncidentSettings(BaseModel):
     relapse_window_s: float = 3600.0
     storm_threshold: int = 3  # workloads with one registry-level cause before a registry incident
-    resolve_grace_s: float = 0.0
+    storm_window_s: float = 2.0  # registry-level failures wait this long to be grouped
+    resolve_grace_s: float = 30.0  # a pod deleted without starting resolves only after this long
+    update_interval_s: float = 15.0  # the parent message is edited at most this often
 
 
 class AccessSettings(BaseModel):
@@ -74,6 +87,7 @@ class Settings(BaseSettings):
     kube: KubeSettings = Field(default_factory=KubeSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
+    ha: HASettings = Field(default_factory=HASettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
 
     @field_validator("database_url")
