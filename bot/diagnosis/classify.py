@@ -1,14 +1,577 @@
-"""Message classifier (placeholder until issue 3 lands): message -> Classification. Pure, never raises."""
+"""Message classifier: one pull-failure message -> Classification. Pure, never raises.
+
+The message is normalised (whitespace collapsed, JSON escapes undone), then image references, URLs and
+host names are masked so that names such as `kube-proxy`, `timeout-svc` or a tag `404` cannot trigger a
+rule. Ordered, named rules run over the masked lowercase text; the first match names the cause. Each rule
+first checks cheap substrings, and only then, if it has one, a precompiled regex. The order puts the
+error that is the ROOT first: a certificate, DNS, disk or platform error wins over the wrapper words around
+it ("failed to resolve reference", "failed to authorize"), network failures win over the authorisation
+step they interrupted, and gRPC status codes are a last resort.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
+from bot import imageref
 from bot.model import Cause, Classification, Facts
+
+__all__ = ["RULES", "Rule", "classify", "normalise"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One named rule: any needle present, the regex (if any) found, no veto present."""
+
+    name: str
+    cause: Cause
+    needles: tuple[str, ...]
+    regex: re.Pattern[str] | None = None
+    unless: tuple[str, ...] = ()
+
+    def matches(self, text: str) -> bool:
+        """Whether the masked, lowercase `text` triggers this rule."""
+        for needle in self.needles:
+            if needle in text:
+                break
+        else:
+            return False
+        for veto in self.unless:
+            if veto in text:
+                return False
+        return self.regex is None or self.regex.search(text) is not None
+
+
+def _re(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+# Ordered: the first rule that matches names the cause.
+RULES: tuple[Rule, ...] = (
+    # Kubelet's own client-side throttle, not the registry's rate limit.
+    Rule("kubelet_pull_qps", Cause.OTHER, ("pull qps exceeded",)),
+    Rule("never_pull", Cause.NEVER_PULL, ("pull policy of never", "errimageneverpull")),
+    Rule(
+        "invalid_reference",
+        Cause.INVALID_IMAGE_NAME,
+        (
+            "parse image reference",
+            "invalid reference format",
+            "failed to apply default image tag",
+            "invalidimagename",
+            "cannot specify 64-byte hexadecimal",
+            "repository name must be lowercase",
+            "repository name must be canonical",
+            "invalid image name",
+        ),
+    ),
+    Rule(
+        "pull_secret_unretrievable",
+        Cause.PULL_SECRET_MISSING,
+        ("unable to retrieve some image pull secrets", "unable to retrieve image pull secret"),
+    ),
+    Rule(
+        "signature_or_policy",
+        Cause.SIGNATURE_OR_POLICY,
+        (
+            "signaturevalidationfailed",
+            "source image rejected",
+            "signature validation",
+            "signature verification",
+            "verify signature",
+            "verifying signature",
+            "no signatures",
+            "signature was required",
+            "matching signatures",
+            "image signature",
+            "rejected by policy",
+            "policy.json",
+            "policy requirement",
+            "image verification failed",
+            "failed to verify image",
+            "imagepolicywebhook",
+            "image policy webhook",
+            "cosign",
+        ),
+    ),
+    Rule(
+        "admission_denied_image",
+        Cause.SIGNATURE_OR_POLICY,
+        ("admission webhook",),
+        _re(r"admission webhook .*denied the request"),
+    ),
+    Rule(
+        "tls_certificate",
+        Cause.TLS_CERT,
+        (
+            "x509",
+            "certificate signed by unknown authority",
+            "unknown authority",
+            "certificate is valid for",
+            "certificate has expired",
+            "certificate is not valid",
+            "failed to verify certificate",
+            "certificate verify failed",
+            "server gave http response to https client",
+            "does not look like a tls handshake",
+            "tls: bad certificate",
+            "tls: unrecognized name",
+            "tls: handshake failure",
+            "tls: internal error",
+            "tls: protocol version",
+            "remote error: tls",
+        ),
+    ),
+    Rule(
+        "disk_full",
+        Cause.DISK_FULL,
+        ("no space left on device", "disk quota exceeded", "not enough space", "insufficient disk space"),
+    ),
+    Rule(
+        "dns_failure",
+        Cause.DNS_FAILURE,
+        (
+            "no such host",
+            "server misbehaving",
+            "temporary failure in name resolution",
+            "name or service not known",
+            "nodename nor servname",
+            "no address associated with hostname",
+            "could not resolve host",
+            "lookup <host>",
+        ),
+        _re(
+            r"no such host|server misbehaving|name resolution|not known|servname|no address associated"
+            r"|could not resolve host|lookup <host>(?: on [^:]+(?::\d+)?)?: "
+        ),
+    ),
+    Rule(
+        "platform_mismatch",
+        Cause.PLATFORM_MISMATCH,
+        (
+            "no matching manifest for",
+            "no match for platform",
+            "no match for current platform",
+            "could not find platform",
+            "no image found in manifest list for architecture",
+            "does not match the specified platform",
+            "cannot be used on this platform",
+            "in the manifest list entries",
+            "no manifest matching platform",
+            "image with reference",
+        ),
+        _re(
+            r"no matching manifest|no match for (?:current )?platform|could not find platform"
+            r"|no image found in manifest list|specified platform"
+            r"|cannot be used on this platform|manifest list entries|no manifest matching platform"
+            r"|image with reference .* was found but"
+        ),
+    ),
+    Rule(
+        "rate_limited",
+        Cause.RATE_LIMITED,
+        ("429", "toomanyrequests", "too many requests", "rate limit", "rate exceeded", "throttl", "ratelimit"),
+        _re(
+            r"(?<![\w.:/-])429(?![\w.:/-])|toomanyrequests|too many requests|rate limit|rate exceeded|throttl"
+            r"|ratelimit"
+        ),
+    ),
+    Rule(
+        "proxy_refused",
+        Cause.NETWORK_TIMEOUT,
+        ("proxy authentication required", "proxyconnect", "407", "proxy error", "bad response from proxy"),
+        _re(r"proxy authentication required|proxyconnect|proxy error|bad response from proxy|(?<![\w.:/-])407 "),
+    ),
+    Rule(
+        "registry_5xx",
+        Cause.REGISTRY_SERVER_ERROR,
+        (
+            "internal server error",
+            "bad gateway",
+            "service unavailable",
+            "gateway timeout",
+            "gateway time-out",
+            "insufficient storage",
+            "50",
+            "status",
+        ),
+        _re(
+            r"internal server error|bad gateway|service unavailable|gateway time-?out|insufficient storage"
+            r"|status(?: code)?(?: \[[^\]]*\])?(?: from [^:]*)?:? (?:<url>:? )?5\d\d\b"
+            r"|http 5\d\d\b"
+        ),
+        unless=("http2: server sent goaway",),
+    ),
+    Rule(
+        "unsupported_manifest",
+        Cause.OTHER,
+        (
+            "prettyjws",
+            "schema 1",
+            "schema1",
+            "schema version 1",
+            "unsupported manifest",
+            "unexpected media type",
+            "media type",
+            "unknown media type",
+            "unexpected commit digest",
+            "digest mismatch",
+            "content size",
+            "unexpected eof",
+            "failed precondition",
+        ),
+        unless=("manifest unknown", "manifest_unknown"),
+    ),
+    Rule(
+        "local_permission",
+        Cause.OTHER,
+        ("permission denied", "operation not permitted", "read-only file system"),
+        _re(
+            r"(?:open|mkdir|lchown|chown|chmod|remove|rename|write|read|stat|mknod|setxattr|lsetxattr|mount|symlink"
+            r"|link|unlinkat|openat|mkdirat) /[^:]*: (?:permission denied|operation not permitted)"
+            r"|read-only file system"
+        ),
+    ),
+    Rule(
+        "network_failure",
+        Cause.NETWORK_TIMEOUT,
+        (
+            "timeout",
+            "timed out",
+            "deadline exceeded",
+            "context canceled",
+            "connection refused",
+            "network is unreachable",
+            "host is unreachable",
+            "no route to host",
+            "connection reset",
+            "request canceled",
+            "broken pipe",
+            "no progress",
+            "goaway",
+            "connection closed",
+            "use of closed network connection",
+            "registry is unavailable",
+            "eof",
+            "dial tcp",
+            "network",
+        ),
+        _re(
+            r"timeout|timed out|deadline exceeded|context canceled|connection refused|unreachable|no route to host"
+            r"|connection reset|request canceled|broken pipe|no progress|goaway|connection closed"
+            r"|closed network connection|registry is unavailable|(?:<url>|\"):? eof\b|: eof$|dial tcp"
+            r"|network (?:error|is down)"
+        ),
+        unless=("code = unavailable desc = connection error",),
+    ),
+    Rule(
+        "repo_not_found_or_no_access",
+        Cause.REPO_NOT_FOUND_OR_NO_ACCESS,
+        (
+            "pull access denied",
+            "repository does not exist",
+            "insufficient_scope",
+            "requested access to the resource is denied",
+            "name unknown",
+            "name_unknown",
+            "repository name not known",
+            "does not exist in the registry",
+            "anonymous token",
+        ),
+        _re(
+            r"pull access denied|repository does not exist|insufficient_scope|requested access to the resource is"
+            r" denied|name.unknown|repository name not known|does not exist in the registry"
+            r"|anonymous token.*\b403\b"
+        ),
+    ),
+    Rule(
+        "manifest_unknown",
+        Cause.TAG_NOT_FOUND,
+        (
+            "manifest unknown",
+            "manifest_unknown",
+            "not found",
+            "tag does not exist",
+            "404",
+            "no such manifest",
+            "tag unknown",
+        ),
+        _re(
+            r"manifest.unknown|manifest for <ref> not found|reading manifest <ref>.*not found"
+            r"|failed to resolve reference \"<ref>\": (?:\S+: )?not found|<ref>: not found|tag does not exist"
+            r"|image <ref> not found|no such manifest|tag unknown|(?<![\w.:/-])404 not found|status(?: code)?:? 404\b"
+            r"|resolve reference.*: not found$"
+        ),
+    ),
+    Rule(
+        "auth_failed",
+        Cause.AUTH_FAILED,
+        (
+            "401",
+            "403",
+            "unauthorized",
+            "authentication required",
+            "no basic auth credentials",
+            "token has expired",
+            "failed to authorize",
+            "oauth token",
+            "username",
+            "password",
+            "authentication failed",
+            "forbidden",
+            "denied",
+            "not authorized",
+            "unauthenticated",
+            "permissiondenied",
+            "credentials",
+            "authorization",
+            "access token",
+        ),
+        _re(
+            r"(?<![\w.:/-])40[13](?![\w.:/-])|unauthori[sz]ed|authentication required|no basic auth credentials"
+            r"|token has expired|failed to authorize|oauth token|username|password|authentication failed|forbidden"
+            r"|denied|not authorized|unauthenticated|permissiondenied|credentials|authorization|access token"
+        ),
+    ),
+    Rule("grpc_not_found", Cause.TAG_NOT_FOUND, ("code = notfound",)),
+    Rule("grpc_deadline", Cause.NETWORK_TIMEOUT, ("code = deadlineexceeded",)),
+)
+
+_REASON_CAUSES: dict[str, Cause] = {
+    "InvalidImageName": Cause.INVALID_IMAGE_NAME,
+    "ErrImageNeverPull": Cause.NEVER_PULL,
+    "FailedToRetrieveImagePullSecret": Cause.PULL_SECRET_MISSING,
+}
+
+# Masks, applied in order to the normalised lowercase text when their needle is present; each keeps the
+# words that rules read and hides names (images, URLs, hosts, addresses, secrets, digests).
+_MASKS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("://", re.compile(r"https?://[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<url>"),
+    ("docker://", re.compile(r"docker://[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<ref>"),
+    ('"', re.compile(r"\b(image|reference|ref|manifest for|access denied for|policy of) \"[^\"]*\""), r'\1 "<ref>"'),
+    ('"', re.compile(r"\"[^\"\s]*[/:@][^\"\s]*\""), '"<ref>"'),
+    ("reading manifest", re.compile(r"\b(reading manifest) \S+ in [^\s:]+(?::\d+)?[^\s:]*"), r"\1 <ref> in <ref>"),
+    ("manifest for", re.compile(r"\b(manifest for) \S+ (not found)"), r"\1 <ref> \2"),
+    ("access denied for", re.compile(r"\b(pull access denied for) [^\s,]+"), r"\1 <ref>"),
+    ("not found", re.compile(r"\b(image) [^\s\"]+ (not found)"), r"\1 <ref> \2"),
+    ("lookup ", re.compile(r"\b(lookup) [^\s:]+"), r"\1 <host>"),
+    ("dial tcp ", re.compile(r"\b(dial tcp) (?:\[[^\]]*\]|[^\s:\[]+):\d+"), r"\1 <addr>"),
+    (" on ", re.compile(r"\b(on) (?:\[[^\]]*\]|\d+\.\d+\.\d+\.\d+):\d+"), r"\1 <addr>"),
+    ("->", re.compile(r"\b(read udp|write udp|read tcp|write tcp) \S+->\S+?(?=:\s|$)"), r"\1 <addr>"),
+    ("host ", re.compile(r"\b(pulling from host|to host|from host) [^\s:]+(?::\d+)?"), r"\1 <host>"),
+    ("secret", re.compile(r"\b(secrets?) \([^)]*\)"), r"\1 (<secret>)"),
+    ("sha", re.compile(r"\bsha(?:256|384|512):[0-9a-f]+"), "<digest>"),
+    (
+        "/",
+        re.compile(r"(?<![\w.-])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?::\d+)?(?:/[a-z0-9._-]+)+(?::[\w.-]+)?"),
+        "<ref>",
+    ),
+)
+
+_IMAGE_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ('"', re.compile(r"(?:image|reference) \"([^\"\s]+)\"")),
+    ("docker://", re.compile(r"docker://([^\s\"]+?)(?=:\s|:$|\"|\s|$)")),
+    ("manifest for", re.compile(r"manifest for (\S+) not found")),
+    ("access denied for", re.compile(r"pull access denied for ([^\s,]+)")),
+    ("not found", re.compile(r"\bimage (\S+) not found")),
+)
+_READING_MANIFEST_RE = re.compile(r"reading manifest (\S+) in ([^\s:]+(?::\d+)?[^\s:]*)")
+_PULL_HOST_RE = re.compile(r"(?:pulling from host|to host|from host) ([^\s:]+(?::\d+)?)")
+_URL_HOST_RE = re.compile(r"https?://([^/\s\"]+)")
+_REGISTRY_URL_RE = re.compile(
+    r"https?://([^/\s\"]+)/v2/(?:([a-z0-9._/-]+?)/(?:manifests|blobs|tags)/([^\s\"?]+?)(?=:\s|:$|\"|\s|\?|$))?"
+)
+_TOKEN_SERVICE_RE = re.compile(r"[?&]service=([a-z0-9.:-]+)", re.I)
+_LOOKUP_RE = re.compile(r"\blookup ([^\s:]+)")
+_DIAL_RE = re.compile(r"\bdial tcp (\[[^\]]*\]|[^\s:\[]+):\d+")
+_HOST_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("lookup ", _LOOKUP_RE),
+    ("dial tcp ", _DIAL_RE),
+    ("host ", _PULL_HOST_RE),
+    ("://", _URL_HOST_RE),
+)
+_STATUS_RES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
+    (
+        (
+            " unauthorized",
+            " forbidden",
+            " not found",
+            " too many",
+            " internal",
+            " bad ",
+            " service",
+            " gateway",
+            " proxy",
+            " method",
+            " request",
+            " not ",
+            " insufficient",
+            " conflict",
+        ),
+        re.compile(
+            r"(?<![\w.:/-])([1-5]\d\d) (?:unauthorized|forbidden|not found|too many requests|internal server error"
+            r"|bad gateway|service unavailable|gateway time-?out|proxy authentication required|bad request"
+            r"|method not allowed|request timeout|not implemented|insufficient storage|conflict|not acceptable)"
+        ),
+    ),
+    (("status",), re.compile(r"status(?: code)?(?: \[[^\]]*\])?(?: from [^:]*)?:? (?:<url>:? )?([1-5]\d\d)\b")),
+    (("http ",), re.compile(r"\bhttp ([1-5]\d\d)\b")),
+    (("429", "50"), re.compile(r"(?<![\w.:/-])(429|5\d\d)(?![\w.:/-])")),
+)
+_PLATFORM_RE = re.compile(r"\b((?:linux|windows|darwin|freebsd)/[a-z0-9_]+(?:/v\d+)?)\b")
+_ARCH_OS_RE = re.compile(r"for architecture ([a-z0-9_]+)(?:, variant \"?([a-z0-9]*)\"?)?, os ([a-z0-9]+)")
+
+
+def normalise(message: str) -> str:
+    """Collapse whitespace and undo JSON-style quote escapes, so every runtime's text reads alike."""
+    text = message.replace('\\"', '"') if '\\"' in message else message
+    return " ".join(text.split())
+
+
+def _mask(low: str) -> str:
+    for needle, pattern, replacement in _MASKS:
+        if needle in low:
+            low = pattern.sub(replacement, low)
+    return low
+
+
+def _pick_cause(masked_low: str) -> tuple[Cause, str]:
+    for rule in RULES:
+        if rule.matches(masked_low):
+            return rule.cause, rule.name
+    return Cause.OTHER, "none"
+
+
+def _image_from(text: str, low: str) -> imageref.ImageRef | None:
+    for needle, pattern in _IMAGE_RES:
+        if needle not in low:
+            continue
+        for match in pattern.finditer(text):
+            ref = imageref.try_parse(match.group(1))
+            if ref is not None:
+                return ref
+    if "reading manifest" in low:
+        found = _READING_MANIFEST_RE.search(text)
+        if found:
+            reference, repo = found.group(1), found.group(2)
+            sep = "@" if ":" in reference else ":"
+            return imageref.try_parse(f"{repo}{sep}{reference}")
+    return None
+
+
+def _status_from(masked_low: str) -> int | None:
+    for needles, pattern in _STATUS_RES:
+        for needle in needles:
+            if needle in masked_low:
+                match = pattern.search(masked_low)
+                if match:
+                    return int(match.group(1))
+                break
+    return None
+
+
+def _host_from(text: str, low: str) -> str | None:
+    for needle, pattern in _HOST_RES:
+        if needle in low:
+            match = pattern.search(text)
+            if match:
+                return match.group(1).rstrip(".").lower()
+    return None
+
+
+def _platform_from(low: str) -> str | None:
+    match = _PLATFORM_RE.search(low)
+    if match:
+        return match.group(1)
+    match = _ARCH_OS_RE.search(low)
+    if match:
+        arch, variant, os_name = match.group(1), match.group(2), match.group(3)
+        return f"{os_name}/{arch}/{variant}" if variant else f"{os_name}/{arch}"
+    return None
+
+
+def _facts(text: str, low: str, masked_low: str, cause: Cause) -> Facts:
+    ref = _image_from(text, low)
+    registry = repository = reference = None
+    if ref is not None:
+        registry, repository, reference = ref.registry, ref.repository, ref.reference
+    elif "/v2/" in low and (url := _REGISTRY_URL_RE.search(text)) is not None:
+        registry = imageref.registry_key(url.group(1))
+        repository, reference = url.group(2), url.group(3)
+    else:
+        host: re.Match[str] | None = _PULL_HOST_RE.search(text) if "host " in low else None
+        if host is None and "service=" in low:
+            host = _TOKEN_SERVICE_RE.search(text)
+        if host is not None:
+            registry = imageref.registry_key(host.group(1))
+    return Facts(
+        registry=registry,
+        repository=repository,
+        reference=reference,
+        http_status=_status_from(masked_low),
+        platform=_platform_from(low) if cause is Cause.PLATFORM_MISMATCH else None,
+        host=_host_from(text, low),
+    )
+
+
+def _image_words(facts: Facts) -> str:
+    if facts.registry and facts.repository:
+        sep = "@" if facts.reference and ":" in facts.reference else ":"
+        ref = f"{sep}{facts.reference}" if facts.reference else ""
+        return f"{facts.registry}/{facts.repository}{ref}"
+    return "the image"
+
+
+def _sentence(cause: Cause, facts: Facts) -> str:
+    image = _image_words(facts)
+    where = facts.registry or facts.host or "the registry"
+    status = f" (HTTP {facts.http_status})" if facts.http_status else ""
+    host = facts.host or facts.registry or "the registry host"
+    sentences: dict[Cause, str] = {
+        Cause.TAG_NOT_FOUND: f"The registry has no tag or digest {facts.reference or ''} for {image}.".replace(
+            "digest  for", "digest for"
+        ),
+        Cause.REPO_NOT_FOUND_OR_NO_ACCESS: f"{where} refused {image}{status}: the repository does not exist"
+        " or the node may not read it.",
+        Cause.AUTH_FAILED: f"{where} refused the node's credentials for {image}{status}: they are missing, wrong,"
+        " expired or lack permission.",
+        Cause.RATE_LIMITED: f"{where} rate-limited the pull of {image}{status}.",
+        Cause.DNS_FAILURE: f"The node could not resolve the host name {host}.",
+        Cause.NETWORK_TIMEOUT: f"The node could not reach {host}: the connection timed out, was refused or cut.",
+        Cause.TLS_CERT: f"The node does not trust the TLS certificate of {host}, or the registry speaks plain HTTP.",
+        Cause.PLATFORM_MISMATCH: f"{image} has no variant for the node's platform"
+        + (f" ({facts.platform})." if facts.platform else "."),
+        Cause.DISK_FULL: f"The node ran out of disk space while pulling {image}.",
+        Cause.INVALID_IMAGE_NAME: "The image reference in the pod spec is not a valid image name.",
+        Cause.NEVER_PULL: f"{image} is not on the node and the pull policy is Never.",
+        Cause.REGISTRY_SERVER_ERROR: f"{where} answered with a server error{status}.",
+        Cause.SIGNATURE_OR_POLICY: f"A signature check or image policy refused {image}.",
+        Cause.PULL_SECRET_MISSING: "An imagePullSecret of the pod does not exist in its namespace.",
+    }
+    sentence = sentences.get(cause, "The pull failed for a reason outside the catalogue; see the raw message.")
+    return sentence[0].upper() + sentence[1:]
 
 
 def classify(message: str, event_reason: str | None = None, waiting_reason: str | None = None) -> Classification:
     """Name the cause of one pull-failure message; unknown text gives Cause.OTHER with the raw text."""
-    if waiting_reason == "InvalidImageName":
-        return Classification(Cause.INVALID_IMAGE_NAME, Facts(), "The image reference is not valid.", message)
-    if waiting_reason == "ErrImageNeverPull":
-        return Classification(Cause.NEVER_PULL, Facts(), "The image is absent and pull policy is Never.", message)
-    return Classification(Cause.OTHER, Facts(), "The pull failed for a reason not in the catalogue.", message)
+    raw = message if isinstance(message, str) else str(message)
+    text = normalise(raw)
+    low = text.lower()
+    masked_low = _mask(low)
+    cause, _rule = _pick_cause(masked_low)
+    for reason in (event_reason, waiting_reason):
+        forced = _REASON_CAUSES.get(reason or "")
+        if forced is not None:
+            cause = forced
+            break
+    facts = _facts(text, low, masked_low, cause)
+    return Classification(cause=cause, facts=facts, sentence=_sentence(cause, facts), raw=raw)
+
+
+def explain(message: str, event_reason: str | None = None, waiting_reason: str | None = None) -> str:
+    """The name of the rule that decides `message` (for debugging the catalogue)."""
+    for reason in (event_reason, waiting_reason):
+        if reason in _REASON_CAUSES:
+            return f"reason:{reason}"
+    return _pick_cause(_mask(normalise(message).lower()))[1]
