@@ -227,12 +227,28 @@ class IncidentBook:
             if live.pods:
                 live.dirty_since = live.dirty_since or now
                 changes.append(Change(live.incident))
-            elif recovery.reason == "started" or self._s.resolve_grace <= timedelta(0):
+            elif recovery.reason in ("started", "not_failing") or self._s.resolve_grace <= timedelta(0):
                 changes.append(self._resolve(live, now, _REASONS.get(recovery.reason, recovery.reason)))
             else:
                 live.empty_since = now
                 changes.append(Change(live.incident))
         self._pod_index.pop((recovery.namespace, recovery.pod), None)
+        return changes
+
+    def reconcile(self, failing: set[tuple[str, str]], now: datetime) -> list[Change]:
+        """After a (re)sync: pods of open incidents that are no longer failing have recovered while nobody watched."""
+        gone: dict[tuple[str, str], Incident] = {}
+        for live in self._by_fp.values():
+            if live.incident.status is not IncidentStatus.OPEN:
+                continue
+            for pod_id in live.pods:
+                namespace, _, pod = pod_id.rpartition("/") if "/" in pod_id else (live.incident.namespace, "", pod_id)
+                if (namespace, pod) not in failing:
+                    gone[(namespace, pod)] = live.incident
+        changes: list[Change] = []
+        for (namespace, pod), inc in sorted(gone.items()):
+            r = Recovery(inc.cluster, namespace, pod, "", "", inc.image, inc.workload, "not_failing")
+            changes.extend(self.recover(r, now))
         return changes
 
     def tick(self, now: datetime) -> list[Change]:
@@ -472,4 +488,5 @@ _REASONS = {
     "started": "the container started",
     "pod_deleted": "the pod was deleted",
     "image_changed": "the image was changed",
+    "not_failing": "the pod no longer fails to pull",
 }

@@ -221,3 +221,17 @@ def test_route_channel_precedence() -> None:
     assert route_channel(routes, "#d", "prod", "x") == "#prod"
     assert route_channel(routes, "#d", "stage", "pay") == "#pay"
     assert route_channel(routes, "#d", "stage", "x") == "#d"
+
+
+def test_reconcile_resolves_pods_that_recovered_while_down() -> None:
+    """After a restart's relist, stored pods no longer failing are resolved once; failing ones stay."""
+    b = book()
+    b.observe(failure("api-1"), diag(), T0)
+    other = b.observe(failure("web-1", workload="web", image="ghcr.io/acme/web:1"), diag(), T0)[0].incident
+    fresh = book()
+    fresh.load(b.open_incidents())
+    changes = fresh.reconcile({("shop", "web-1")}, T0 + timedelta(minutes=1))
+    assert kinds(changes) == [OutboxKind.UPDATE_PARENT, OutboxKind.REPLY]
+    assert changes[0].incident.workload.name == "api" and changes[0].incident.status is IncidentStatus.RESOLVED
+    assert fresh.get(fresh.incident_fingerprint(other)).status is IncidentStatus.OPEN  # type: ignore[union-attr]
+    assert fresh.reconcile({("shop", "web-1")}, T0 + timedelta(minutes=2)) == []
