@@ -1,0 +1,174 @@
+"""The three PATCH formats of the Kubernetes API: JSON patch, JSON merge patch, strategic merge patch."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from bot.kube.sim.store import ApiError
+
+# Lists that strategic merge patches merge by a key instead of replacing (patchMergeKey in the OpenAPI schema).
+MERGE_KEYS: dict[str, str] = {
+    "imagePullSecrets": "name",
+    "secrets": "name",
+    "containers": "name",
+    "initContainers": "name",
+    "ephemeralContainers": "name",
+    "env": "name",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "ports": "containerPort",
+    "conditions": "type",
+    "ownerReferences": "uid",
+    "tolerations": "key",
+    "containerStatuses": "name",
+    "initContainerStatuses": "name",
+    "ephemeralContainerStatuses": "name",
+}
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: objects merge, null deletes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
+    """Strategic merge patch: like a merge patch, but lists with a merge key merge item by item.
+
+    Supports `$patch: delete` on list items and `$patch: replace` on maps, which is what clients send in practice.
+    """
+    if isinstance(patch, list):
+        key = MERGE_KEYS.get(field)
+        if key is None or not isinstance(target, list):
+            return copy.deepcopy([p for p in patch if not (isinstance(p, dict) and p.get("$patch"))])
+        merged: list[Any] = [copy.deepcopy(t) for t in target]
+        for item in patch:
+            if not isinstance(item, dict) or key not in item:
+                continue
+            idx = next((i for i, t in enumerate(merged) if isinstance(t, dict) and t.get(key) == item[key]), None)
+            if item.get("$patch") == "delete":
+                if idx is not None:
+                    merged.pop(idx)
+                continue
+            if idx is None:
+                merged.append(copy.deepcopy(item))
+            else:
+                merged[idx] = strategic_merge_patch(merged[idx], item)
+        return merged
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    if patch.get("$patch") == "replace":
+        return {k: copy.deepcopy(v) for k, v in patch.items() if k != "$patch"}
+    result = dict(target) if isinstance(target, dict) else {}
+    for k, value in patch.items():
+        if k.startswith("$"):
+            continue
+        if value is None:
+            result.pop(k, None)
+        else:
+            result[k] = strategic_merge_patch(result.get(k), value, k)
+    return result
+
+
+def _pointer(path: str) -> list[str]:
+    if path == "":
+        return []
+    if not path.startswith("/"):
+        raise ApiError(422, "Invalid", f"invalid JSON pointer {path!r}")
+    return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
+
+
+def _walk(doc: Any, parts: list[str]) -> Any:
+    cur = doc
+    for part in parts:
+        if isinstance(cur, list):
+            cur = cur[int(part)]
+        elif isinstance(cur, dict):
+            cur = cur[part]
+        else:
+            raise KeyError(part)
+    return cur
+
+
+def json_patch(doc: Any, ops: list[dict[str, Any]]) -> Any:
+    """RFC 6902 JSON patch (add, remove, replace, test, move, copy)."""
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        name = op.get("op")
+        parts = _pointer(str(op.get("path", "")))
+        try:
+            if name == "test":
+                if _walk(doc, parts) != op.get("value"):
+                    raise ApiError(
+                        422,
+                        "Invalid",
+                        f"the server rejected our request due to an error in our request: test failed at {op['path']}",
+                    )
+                continue
+            if name in ("move", "copy"):
+                value = copy.deepcopy(_walk(doc, _pointer(str(op["from"]))))
+                if name == "move":
+                    doc = json_patch(doc, [{"op": "remove", "path": op["from"]}])
+                doc = json_patch(doc, [{"op": "add", "path": op["path"], "value": value}])
+                continue
+            if not parts:
+                if name in ("add", "replace"):
+                    doc = copy.deepcopy(op.get("value"))
+                    continue
+                raise ApiError(422, "Invalid", "cannot remove the whole document")
+            parent = _walk(doc, parts[:-1])
+            last = parts[-1]
+            if name == "add":
+                if isinstance(parent, list):
+                    idx = len(parent) if last == "-" else int(last)
+                    parent.insert(idx, copy.deepcopy(op.get("value")))
+                else:
+                    parent[last] = copy.deepcopy(op.get("value"))
+            elif name == "replace":
+                _walk(doc, parts)  # must exist
+                parent[int(last) if isinstance(parent, list) else last] = copy.deepcopy(op.get("value"))
+            elif name == "remove":
+                if isinstance(parent, list):
+                    parent.pop(int(last))
+                else:
+                    del parent[last]
+            else:
+                raise ApiError(422, "Invalid", f"unknown JSON patch operation {name!r}")
+        except (KeyError, IndexError, ValueError, TypeError) as exc:
+            raise ApiError(
+                422,
+                "Invalid",
+                f"the server rejected our request due to an error in our request: {name} {op.get('path')}: {exc}",
+            ) from exc
+    return doc
+
+
+def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """Apply a PATCH body according to its content type; 415 for server-side apply (not simulated)."""
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype == "application/json-patch+json":
+        if not isinstance(patch, list):
+            raise ApiError(400, "BadRequest", "json patch must be a list of operations")
+        result = json_patch(target, patch)
+    elif ctype == "application/merge-patch+json":
+        result = merge_patch(target, patch)
+    elif ctype == "application/strategic-merge-patch+json":
+        result = strategic_merge_patch(target, patch)
+    else:
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            "the body of the request was in an unknown format - accepted media types include: "
+            "application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json",
+        )
+    if not isinstance(result, dict):
+        raise ApiError(422, "Invalid", "patch result is not an object")
+    return result

@@ -1,0 +1,427 @@
+"""The simulated cluster's object store: etcd-like global resourceVersion, bounded watch history, selectors."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceType:
+    """One served resource: where it lives in the API and what its objects are called."""
+
+    group: str  # "" for core
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+
+    @property
+    def api_version(self) -> str:
+        """The apiVersion written in objects of this type ("v1", "apps/v1")."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def list_kind(self) -> str:
+        """The kind of the list object ("PodList")."""
+        return f"{self.kind}List"
+
+
+RESOURCES: tuple[ResourceType, ...] = (
+    ResourceType("", "v1", "namespaces", "Namespace", False, ("ns",)),
+    ResourceType("", "v1", "nodes", "Node", False, ("no",)),
+    ResourceType("", "v1", "pods", "Pod", True, ("po",)),
+    ResourceType("", "v1", "events", "Event", True, ("ev",)),
+    ResourceType("", "v1", "secrets", "Secret", True),
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",)),
+    ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",)),
+    ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",)),
+    ResourceType("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",)),
+    ResourceType("batch", "v1", "jobs", "Job", True),
+    ResourceType("batch", "v1", "cronjobs", "CronJob", True, ("cj",)),
+    ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
+)
+
+# Types whose spec changes bump metadata.generation (pods do too since 1.33; harmless here).
+_GENERATION_TYPES = frozenset({"pods", "replicasets", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"})
+
+
+def resource_for(kind_or_plural: str) -> ResourceType:
+    """Find a resource type by kind ("Pod"), plural ("pods") or short name ("po"), case-insensitively."""
+    key = kind_or_plural.lower()
+    for rt in RESOURCES:
+        if key in (rt.kind.lower(), rt.plural, *rt.short_names):
+            return rt
+    raise KeyError(kind_or_plural)
+
+
+def now_rfc3339() -> str:
+    """The current UTC time as Kubernetes writes timestamps (second precision, Z suffix)."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ApiError(Exception):
+    """An error the API server answers with a Status object."""
+
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details or {}
+
+    def status(self) -> Obj:
+        """The metav1.Status body real API servers send for this error."""
+        body: Obj = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+def not_found(rt: ResourceType, name: str) -> ApiError:
+    """404 as the API server words it: `pods "x" not found`."""
+    plural = rt.plural if not rt.group else f"{rt.plural}.{rt.group}"
+    return ApiError(404, "NotFound", f'{plural} "{name}" not found', {"name": name, "kind": rt.plural})
+
+
+@dataclass(slots=True)
+class WatchEvent:
+    """One change in the history: ADDED, MODIFIED or DELETED with the object as it was then."""
+
+    rv: int
+    rt: ResourceType
+    type: str
+    obj: Obj
+
+
+@dataclass(slots=True, eq=False)
+class Subscription:
+    """An open watch: receives events through its queue; None in the queue ends the stream."""
+
+    rt: ResourceType
+    namespace: str | None
+    queue: asyncio.Queue[WatchEvent | None] = field(default_factory=asyncio.Queue)
+
+
+# ---- selectors ----
+
+
+def _field_value(obj: Obj, path: str) -> str:
+    cur: Any = obj
+    for part in path.split("."):
+        if not isinstance(cur, dict):
+            return ""
+        cur = cur.get(part)
+    if cur is None:
+        return ""
+    if isinstance(cur, bool):
+        return "true" if cur else "false"
+    return str(cur)
+
+
+def _split_terms(selector: str) -> list[str]:
+    # Commas inside "in (a,b)" sets do not separate terms.
+    terms: list[str] = []
+    depth = 0
+    cur = ""
+    for ch in selector:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            terms.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    terms.append(cur)
+    return [t.strip() for t in terms if t.strip()]
+
+
+def match_fields(obj: Obj, selector: str | None) -> bool:
+    """Field selector: comma-separated `path=value`, `path==value`, `path!=value` terms (any dotted path)."""
+    if not selector:
+        return True
+    for term in _split_terms(selector):
+        if "!=" in term:
+            path, value = term.split("!=", 1)
+            if _field_value(obj, path.strip()) == value.strip():
+                return False
+        else:
+            path, value = term.replace("==", "=").split("=", 1)
+            if _field_value(obj, path.strip()) != value.strip():
+                return False
+    return True
+
+
+def match_labels(obj: Obj, selector: str | None) -> bool:
+    """Label selector: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k`, `!k`."""
+    if not selector:
+        return True
+    labels: dict[str, str] = (obj.get("metadata") or {}).get("labels") or {}
+    for term in _split_terms(selector):
+        if " notin " in term:
+            key, values = term.split(" notin ", 1)
+            if labels.get(key.strip()) in {v.strip() for v in values.strip().strip("()").split(",")}:
+                return False
+        elif " in " in term:
+            key, values = term.split(" in ", 1)
+            if labels.get(key.strip()) not in {v.strip() for v in values.strip().strip("()").split(",")}:
+                return False
+        elif "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key.strip()) == value.strip():
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key.strip()) != value.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:].strip() in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+# ---- the store ----
+
+
+class ObjectStore:
+    """All objects of the simulated cluster, with one global resourceVersion and a bounded event history."""
+
+    def __init__(self, history_limit: int = 1000) -> None:
+        self.rv = 1
+        self.history_limit = history_limit
+        self.history: deque[WatchEvent] = deque()
+        # Events with rv <= floor are forgotten: a watch or continue token from before it gets 410 Gone.
+        self.floor = 0
+        self.subscriptions: set[Subscription] = set()
+        self._objects: dict[str, dict[tuple[str, str], Obj]] = {rt.plural: {} for rt in RESOURCES}
+
+    # -- reading --
+
+    def get(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
+        """A copy of one object, or ApiError 404."""
+        obj = self._objects[rt.plural].get((namespace or "", name))
+        if obj is None:
+            raise not_found(rt, name)
+        return copy.deepcopy(obj)
+
+    def find(self, rt: ResourceType, namespace: str | None, name: str) -> Obj | None:
+        """The stored object itself (not a copy), or None."""
+        return self._objects[rt.plural].get((namespace or "", name))
+
+    def items(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[Obj]:
+        """Stored objects (not copies) sorted by namespace/name, filtered."""
+        out = []
+        for (ns, _name), obj in sorted(self._objects[rt.plural].items()):
+            if namespace and ns != namespace:
+                continue
+            if match_labels(obj, label_selector) and match_fields(obj, field_selector):
+                out.append(obj)
+        return out
+
+    # -- writing --
+
+    def _next_rv(self) -> int:
+        self.rv += 1
+        return self.rv
+
+    def _record(self, rt: ResourceType, type_: str, obj: Obj) -> None:
+        event = WatchEvent(int(obj["metadata"]["resourceVersion"]), rt, type_, obj)
+        self.history.append(event)
+        while len(self.history) > self.history_limit:
+            self.floor = self.history.popleft().rv
+        for sub in list(self.subscriptions):
+            if sub.rt.plural == rt.plural and (sub.namespace is None or sub.namespace == _ns_of(obj)):
+                sub.queue.put_nowait(event)
+
+    def _prepare(self, rt: ResourceType, obj: Obj, namespace: str | None) -> Obj:
+        obj = copy.deepcopy(obj)
+        obj["kind"] = rt.kind
+        obj["apiVersion"] = rt.api_version
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name"):
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f"{rt.kind} is invalid: metadata.name: Required value: name or generateName is required",
+                )
+            meta["name"] = prefix + uuid.uuid4().hex[:5]
+        if rt.namespaced:
+            ns = namespace or meta.get("namespace") or "default"
+            if meta.get("namespace") and namespace and meta["namespace"] != namespace:
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request",
+                )
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+        return obj
+
+    def create(self, rt: ResourceType, obj: Obj, namespace: str | None = None, dry_run: bool = False) -> Obj:
+        """Create an object; 409 AlreadyExists if the name is taken."""
+        obj = self._prepare(rt, obj, namespace)
+        meta = obj["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        if key in self._objects[rt.plural]:
+            plural = rt.plural if not rt.group else f"{rt.plural}.{rt.group}"
+            raise ApiError(
+                409,
+                "AlreadyExists",
+                f'{plural} "{meta["name"]}" already exists',
+                {"name": meta["name"], "kind": rt.plural},
+            )
+        if rt.namespaced and rt.plural != "events" and ("", key[0]) not in self._objects["namespaces"]:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'namespaces "{key[0]}" not found',
+                {"name": key[0], "kind": "namespaces"},
+            )
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", now_rfc3339())
+        meta.pop("resourceVersion", None)
+        if rt.plural in _GENERATION_TYPES:
+            meta["generation"] = 1
+        if rt.plural == "namespaces":
+            obj.setdefault("spec", {"finalizers": ["kubernetes"]})
+            obj.setdefault("status", {"phase": "Active"})
+        if dry_run:
+            return obj
+        meta["resourceVersion"] = str(self._next_rv())
+        self._objects[rt.plural][key] = obj
+        self._record(rt, "ADDED", obj)
+        return copy.deepcopy(obj)
+
+    def replace(
+        self,
+        rt: ResourceType,
+        obj: Obj,
+        namespace: str | None = None,
+        dry_run: bool = False,
+        check_rv: bool = True,
+    ) -> Obj:
+        """Replace an object (PUT); 409 Conflict when metadata.resourceVersion is stale."""
+        obj = self._prepare(rt, obj, namespace)
+        meta = obj["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        old = self._objects[rt.plural].get(key)
+        if old is None:
+            raise not_found(rt, meta["name"])
+        old_meta = old["metadata"]
+        sent_rv = meta.get("resourceVersion")
+        if check_rv and sent_rv and sent_rv != old_meta["resourceVersion"]:
+            plural = rt.plural if not rt.group else f"{rt.plural}.{rt.group}"
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {plural} "{meta["name"]}": the object has been modified; '
+                "please apply your changes to the latest version and try again",
+                {"name": meta["name"], "kind": rt.plural},
+            )
+        meta["uid"] = old_meta["uid"]
+        meta["creationTimestamp"] = old_meta["creationTimestamp"]
+        if rt.plural in _GENERATION_TYPES:
+            gen = int(old_meta.get("generation", 1))
+            meta["generation"] = gen + 1 if obj.get("spec") != old.get("spec") else gen
+        if dry_run:
+            meta["resourceVersion"] = old_meta["resourceVersion"]
+            return obj
+        meta["resourceVersion"] = str(self._next_rv())
+        self._objects[rt.plural][key] = obj
+        self._record(rt, "MODIFIED", obj)
+        return copy.deepcopy(obj)
+
+    def delete(self, rt: ResourceType, namespace: str | None, name: str, dry_run: bool = False) -> Obj:
+        """Delete an object at once (no graceful period) and return it as it was last."""
+        key = (namespace or "", name)
+        old = self._objects[rt.plural].get(key)
+        if old is None:
+            raise not_found(rt, name)
+        if dry_run:
+            return copy.deepcopy(old)
+        del self._objects[rt.plural][key]
+        gone = copy.deepcopy(old)
+        gone["metadata"]["resourceVersion"] = str(self._next_rv())
+        self._record(rt, "DELETED", gone)
+        return copy.deepcopy(gone)
+
+    # -- watch plumbing --
+
+    def expire_history(self) -> None:
+        """Forget every past event: watches and continue tokens from before now get 410 Gone."""
+        self.history.clear()
+        self.floor = self.rv
+
+    def subscribe(self, rt: ResourceType, namespace: str | None, since: int | None) -> tuple[Subscription, list[Any]]:
+        """Open a watch from `since` (None: from now, with the current state as ADDED); 410 when too old."""
+        sub = Subscription(rt, namespace)
+        backlog: list[Any] = []
+        if since is None:
+            backlog = [
+                WatchEvent(int(o["metadata"]["resourceVersion"]), rt, "ADDED", o) for o in self.items(rt, namespace)
+            ]
+        else:
+            if since < self.floor:
+                raise ApiError(410, "Expired", f"too old resource version: {since} ({self.floor + 1})")
+            backlog = [
+                e
+                for e in self.history
+                if e.rv > since and e.rt.plural == rt.plural and (namespace is None or _ns_of(e.obj) == namespace)
+            ]
+        self.subscriptions.add(sub)
+        return sub, backlog
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        """Close a watch's subscription."""
+        self.subscriptions.discard(sub)
+
+    def drop_watches(self) -> int:
+        """End every open watch stream; returns how many were open."""
+        subs = list(self.subscriptions)
+        for sub in subs:
+            sub.queue.put_nowait(None)
+        self.subscriptions.clear()
+        return len(subs)
+
+    def all_namespaced_objects(self, namespace: str) -> Iterable[tuple[ResourceType, Obj]]:
+        """Every object in a namespace, for cascading namespace deletion."""
+        for rt in RESOURCES:
+            if rt.namespaced:
+                for (ns, _), obj in list(self._objects[rt.plural].items()):
+                    if ns == namespace:
+                        yield rt, obj
+
+
+def _ns_of(obj: Obj) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "")
