@@ -1,0 +1,1 @@
+"""Deployment artefacts: the Helm chart and the offline renderer that tests it."""
