@@ -84,6 +84,7 @@ class SimRegistry:
         self.host = ""
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, in order
         self.ratelimit: tuple[int, int] | None = None  # (limit, remaining) sent as Docker Hub headers
+        self.tags_page_size: int | None = None  # cap on tags per page, as hosted registries do
 
     async def start(self) -> str:
         """Serve and return `host:port`."""
@@ -331,6 +332,8 @@ class SimRegistry:
         if last is not None:
             tags = [t for t in tags if t > last]
         n = int(request.query.get("n", "0") or 0)
+        if self.tags_page_size is not None:
+            n = min(n, self.tags_page_size) if n > 0 else self.tags_page_size
         headers = {}
         if 0 < n < len(tags):
             tags = tags[:n]

@@ -61,12 +61,14 @@ def _rank(wanted: str, wanted_version: Version | None, tag: str, limit: int) -> 
     if _strip_v(tag).lower() == _strip_v(wanted).lower():
         return (0, 0.0, tag)
     version = parse_version(tag)
-    if wanted_version is not None and version is not None and version.suffix == wanted_version.suffix:
+    if wanted_version is not None and version is not None:
+        # Another variant (`-alpine` vs none) of the same line ranks after the same variant's neighbours.
+        variant = 0.0 if version.suffix == wanted_version.suffix else 1.75
         if (version.major, version.minor) == (wanted_version.major, wanted_version.minor):
             # Same major.minor: nearest patch; on a tie the lower one (the one that existed before).
             above = 0.5 if version.patch > wanted_version.patch else 0.0
-            return (1, abs(version.patch - wanted_version.patch) + above, tag)
-        if version.major == wanted_version.major:
+            return (1, abs(version.patch - wanted_version.patch) + above + variant, tag)
+        if version.major == wanted_version.major and not variant:
             return (2, abs(version.minor - wanted_version.minor) * 1000 - version.patch / 1000, tag)
     distance = edit_distance(wanted, tag, limit)
     if distance <= limit:
