@@ -156,6 +156,8 @@ def parse(text: str) -> ImageRef:
         path = f"library/{path}"
     if len(path) > REPOSITORY_MAX_LENGTH:
         raise InvalidImageReference(text, f"repository name must not be more than {REPOSITORY_MAX_LENGTH} characters")
+    if tag is None and not digest:
+        tag = DEFAULT_TAG
     return ImageRef(registry=registry, repository=path, tag=tag, digest=digest or None)
 
 

@@ -519,18 +519,20 @@ def _image_words(facts: Facts) -> str:
     if facts.registry and facts.repository:
         sep = "@" if facts.reference and ":" in facts.reference else ":"
         ref = f"{sep}{facts.reference}" if facts.reference else ""
-        return f"{facts.registry}/{facts.repository}{ref}"
+        return f"the image {facts.registry}/{facts.repository}{ref}"
     return "the image"
 
 
 def _sentence(cause: Cause, facts: Facts) -> str:
     image = _image_words(facts)
-    where = facts.registry or facts.host or "the registry"
+    where = f"the registry {facts.registry or facts.host}" if facts.registry or facts.host else "the registry"
     status = f" (HTTP {facts.http_status})" if facts.http_status else ""
     host = facts.host or facts.registry or "the registry host"
     sentences: dict[Cause, str] = {
-        Cause.TAG_NOT_FOUND: f"The registry has no tag or digest {facts.reference or ''} for {image}.".replace(
-            "digest  for", "digest for"
+        Cause.TAG_NOT_FOUND: (
+            f"{where} has no tag or digest {facts.reference} in the repository {facts.repository}."
+            if facts.reference and facts.repository
+            else f"{where} has no such tag or digest for {image}."
         ),
         Cause.REPO_NOT_FOUND_OR_NO_ACCESS: f"{where} refused {image}{status}: the repository does not exist"
         " or the node may not read it.",
