@@ -1,0 +1,96 @@
+"""Store fixtures: a migrated, empty database per test on both backends, and extra Store objects on it."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from bot.store.migrate import upgrade
+from bot.store.models import ALL_TABLES
+from bot.store.store import Store
+
+OpenStore = Callable[[], Awaitable[Store]]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session; each test gets a copy (faster than migrating)."""
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    asyncio.run(upgrade(f"sqlite+aiosqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_migrated(postgres_url: str) -> str:
+    """The session's PostgreSQL database, migrated to head once."""
+    asyncio.run(upgrade(postgres_url))
+    return postgres_url
+
+
+@pytest.fixture
+def schema_url(db_url: str, request: pytest.FixtureRequest) -> str:
+    """`db_url` with the schema at head (a copy of the template for SQLite; rows may remain on PostgreSQL)."""
+    if db_url.startswith("sqlite"):
+        database = make_url(db_url).database
+        assert database is not None
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), database)
+        return db_url
+    url: str = request.getfixturevalue("pg_migrated")
+    return url
+
+
+@pytest.fixture
+async def migrated_url(schema_url: str) -> str:
+    """`db_url` with the schema at head and every table empty."""
+    if schema_url.startswith("postgresql"):
+        store = await Store.open(schema_url)
+        try:
+            async with store.engine.begin() as conn:
+                names = ", ".join(t.name for t in ALL_TABLES)
+                await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        finally:
+            await store.close()
+    return schema_url
+
+
+@pytest.fixture
+async def open_store(migrated_url: str) -> AsyncIterator[OpenStore]:
+    """Open more Store objects on the test database (like other replicas); all are closed at the end."""
+    opened: list[Store] = []
+
+    async def _open() -> Store:
+        store = await Store.open(migrated_url)
+        opened.append(store)
+        return store
+
+    yield _open
+    for store in opened:
+        await store.close()
+
+
+@pytest.fixture
+async def store(open_store: OpenStore) -> Store:
+    """A Store on a migrated, empty database."""
+    return await open_store()
+
+
+@pytest.fixture
+def fresh_pg_url() -> Iterator[str]:
+    """A PostgreSQL database of its own for this test (never migrated), dropped afterwards."""
+    from tests.conftest import create_pg_database, drop_pg_database, pg_database_url, unavailable
+
+    try:
+        name = create_pg_database("ipd_test_mig")
+    except (OSError, TimeoutError) as exc:
+        unavailable(f"PostgreSQL is unavailable: {exc}")
+        raise
+    try:
+        yield pg_database_url(name)
+    finally:
+        drop_pg_database(name)
