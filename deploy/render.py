@@ -4,8 +4,9 @@ The subset is what deploy/helm/imagepull-doctor uses: text with ``{{- -}}`` trim
 pipelines, parentheses, variables (``$``, ``$x :=``, ``range $k, $v :=``); ``if``/``else if``/``else``, ``range``,
 ``with``, ``define``; and the functions include, toYaml, toJson, nindent, indent, quote, default, required, fail,
 printf (%s %d %v), trunc, trimSuffix, contains, eq, ne, gt, ge, lt, le, and, or, not, empty, int. Anything else is
-an error, never a silent guess. tests/deploy/test_chart.py checks that its output matches Helm's where Helm is
-installed (the helm-python-sdk package).
+an error, never a silent guess. One known difference: values files are read as PyYAML reads them, so the
+YAML 1.1 words y/Y/n/N stay strings here where Go's YAML makes them booleans (quote them).
+tests/deploy/test_chart.py checks that its output matches Helm's where Helm is installed (helm-python-sdk).
 
 Usage: ``python deploy/render.py CHART_DIR [-f values.yaml ...] [--name NAME] [--namespace NS]`` prints the
 manifests as ``helm template`` does.
