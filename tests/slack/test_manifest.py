@@ -1,0 +1,77 @@
+"""The Slack app manifest: a valid shape, and bot scopes that cover every Web API method the code calls."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from slack_sdk.web.async_client import AsyncWebClient
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFEST = ROOT / "slack" / "manifest.yaml"
+
+# Web API method (as an AsyncWebClient attribute) -> bot scopes, any one of which allows it.
+# Methods that need no scope map to an empty set. A method missing here fails the test: add it with its scope.
+SCOPES: dict[str, set[str]] = {
+    "auth_test": set(),
+    "api_test": set(),
+    "apps_connections_open": set(),  # app-level token (connections:write), not a bot scope
+    "chat_postMessage": {"chat:write"},
+    "chat_update": {"chat:write"},
+    "chat_postEphemeral": {"chat:write"},
+    "chat_delete": {"chat:write"},
+    "chat_getPermalink": set(),
+    "conversations_history": {"channels:history", "groups:history"},
+    "conversations_replies": {"channels:history", "groups:history"},
+    "conversations_open": {"im:write"},
+    "views_open": set(),
+    "views_update": set(),
+    "views_push": set(),
+    "users_info": {"users:read"},
+    "usergroups_users_list": {"usergroups:read"},
+    "usergroups_list": {"usergroups:read"},
+}
+
+
+def load() -> dict[str, Any]:
+    data = yaml.safe_load(MANIFEST.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def called_methods() -> set[str]:
+    """Names of AsyncWebClient methods called anywhere in bot/ and handlers/."""
+    names = {n for n in dir(AsyncWebClient) if re.fullmatch(r"[a-z]+_[a-zA-Z_]+", n) and n not in {"api_call"}}
+    pattern = re.compile(r"\.(" + "|".join(sorted(names, key=len, reverse=True)) + r")\(")
+    found: set[str] = set()
+    for folder in (ROOT / "bot", ROOT / "handlers"):
+        for path in folder.rglob("*.py") if folder.exists() else ():
+            found.update(pattern.findall(path.read_text()))
+    return found
+
+
+def test_manifest_shape() -> None:
+    """Display name, the /imagepull command, interactivity and Socket Mode on, no org-wide deploy."""
+    data = load()
+    assert data["display_information"]["name"] == "imagepull-doctor"
+    commands = {c["command"]: c for c in data["features"]["slash_commands"]}
+    assert commands["/imagepull"]["description"]
+    assert commands["/imagepull"]["usage_hint"]
+    assert data["settings"]["interactivity"]["is_enabled"] is True
+    assert data["settings"]["socket_mode_enabled"] is True
+    assert data["settings"]["org_deploy_enabled"] is False
+    assert len(data["display_information"]["description"]) <= 140
+
+
+def test_scopes_cover_the_methods_the_bot_calls() -> None:
+    """Every Web API method called in the code is known here and allowed by a manifest scope."""
+    scopes = set(load()["oauth_config"]["scopes"]["bot"])
+    methods = called_methods()
+    assert {"chat_postMessage", "chat_update", "conversations_history"} <= methods  # the scan finds the outbox
+    unknown = methods - SCOPES.keys()
+    assert not unknown, f"add these methods and their scopes to SCOPES: {sorted(unknown)}"
+    missing = {m: SCOPES[m] for m in methods if SCOPES[m] and not SCOPES[m] & scopes}
+    assert not missing, f"the manifest lacks a scope for: {missing}"
+    assert {"commands", "chat:write"} <= scopes
