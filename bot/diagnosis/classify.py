@@ -198,7 +198,7 @@ RULES: tuple[Rule, ...] = (
         ),
         _re(
             r"internal server error|bad gateway|service unavailable|gateway time-?out|insufficient storage"
-            r"|status(?: code)?(?: \[[^\]]*\])?(?: from [^:]*)?:? (?:<url>:? )?5\d\d\b"
+            r"|status(?: code)?(?: \[[^\]]*\])?(?: from [^:]*)?:? (?:<[a-z-]*url>:? )?5\d\d\b"
             r"|http 5\d\d\b"
         ),
         unless=("http2: server sent goaway",),
@@ -260,7 +260,7 @@ RULES: tuple[Rule, ...] = (
         _re(
             r"timeout|timed out|deadline exceeded|context canceled|connection refused|unreachable|no route to host"
             r"|connection reset|request canceled|broken pipe|no progress|goaway|connection closed"
-            r"|closed network connection|registry is unavailable|(?:<url>|\"):? eof\b|: eof$|dial tcp"
+            r"|closed network connection|registry is unavailable|(?:url>|\"):? eof\b|: eof$|dial tcp"
             r"|network (?:error|is down)"
         ),
         unless=("code = unavailable desc = connection error",),
@@ -278,11 +278,34 @@ RULES: tuple[Rule, ...] = (
             "repository name not known",
             "does not exist in the registry",
             "anonymous token",
+            "denied",
         ),
         _re(
-            r"pull access denied|repository does not exist|insufficient_scope|requested access to the resource is"
-            r" denied|name.unknown|repository name not known|does not exist in the registry"
+            r"(?:^|: )denied\.?$|pull access denied|repository does not exist|insufficient_scope"
+            r"|requested access to the resource is denied|name.unknown|repository name not known|does not exist in the registry"
             r"|anonymous token.*\b403\b"
+        ),
+    ),
+    Rule(
+        "missing_blob",
+        Cause.OTHER,
+        ("<blob-url>", "content descriptor", "blob unknown", "blob_unknown"),
+        _re(r"(?:<blob-url>|content descriptor <digest> \([^)]*(?:layer|config)[^)]*\)).*not found|blob.unknown"),
+    ),
+    Rule(
+        "forbidden_unexplained",
+        Cause.REPO_NOT_FOUND_OR_NO_ACCESS,
+        ("403 forbidden",),
+        unless=(
+            "oauth token",
+            "permission",
+            "unauthorized",
+            "authenticat",
+            "credentials",
+            "token has expired",
+            "denied",
+            "access forbidden",
+            "not authorized",
         ),
     ),
     Rule(
@@ -347,10 +370,12 @@ _REASON_CAUSES: dict[str, Cause] = {
 # Masks, applied in order to the normalised lowercase text when their needle is present; each keeps the
 # words that rules read and hides names (images, URLs, hosts, addresses, secrets, digests).
 _MASKS: tuple[tuple[str, re.Pattern[str], str], ...] = (
+    ("/blobs/", re.compile(r"https?://[^\s\"]*/blobs/[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<blob-url>"),
+    ("/manifests/", re.compile(r"https?://[^\s\"]*/manifests/[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<manifest-url>"),
     ("://", re.compile(r"https?://[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<url>"),
     ("docker://", re.compile(r"docker://[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<ref>"),
-    ('"', re.compile(r"\b(image|reference|ref|manifest for|access denied for|policy of) \"[^\"]*\""), r'\1 "<ref>"'),
-    ('"', re.compile(r"\"[^\"\s]*[/:@][^\"\s]*\""), '"<ref>"'),
+    # Quoted names (images, references, hosts); quoted bare words such as "UNAUTHORIZED" stay readable.
+    ('"', re.compile(r"\"[^\"\s]*[^a-z_\"\s][^\"\s]*\""), '"<ref>"'),
     ("reading manifest", re.compile(r"\b(reading manifest) \S+ in [^\s:]+(?::\d+)?[^\s:]*"), r"\1 <ref> in <ref>"),
     ("manifest for", re.compile(r"\b(manifest for) \S+ (not found)"), r"\1 <ref> \2"),
     ("access denied for", re.compile(r"\b(pull access denied for) [^\s,]+"), r"\1 <ref>"),
@@ -364,13 +389,15 @@ _MASKS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("sha", re.compile(r"\bsha(?:256|384|512):[0-9a-f]+"), "<digest>"),
     (
         "/",
-        re.compile(r"(?<![\w.-])[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,}(?::\d+)?(?:/[a-z0-9._-]+)+(?::[\w.-]+)?"),
+        re.compile(r"\b[a-z0-9-][a-z0-9.-]*\.[a-z]{2,}(?::\d+)?(?:/[a-z0-9._-]+)+(?::[\w.-]+)?"),
         "<ref>",
     ),
 )
 
+_QUOTED_RE = re.compile(r"\"([^\"\s]+)\"")
+_IMAGE_WORDS = ("image ", "reference ")
 _IMAGE_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ('"', re.compile(r"(?:image|reference) \"([^\"\s]+)\"")),
+    ('"', _QUOTED_RE),
     ("docker://", re.compile(r"docker://([^\s\"]+?)(?=:\s|:$|\"|\s|$)")),
     ("manifest for", re.compile(r"manifest for (\S+) not found")),
     ("access denied for", re.compile(r"pull access denied for ([^\s,]+)")),
@@ -410,12 +437,12 @@ _STATUS_RES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
             " conflict",
         ),
         re.compile(
-            r"(?<![\w.:/-])([1-5]\d\d) (?:unauthorized|forbidden|not found|too many requests|internal server error"
+            r"\b([1-5]\d\d) (?:unauthorized|forbidden|not found|too many requests|internal server error"
             r"|bad gateway|service unavailable|gateway time-?out|proxy authentication required|bad request"
             r"|method not allowed|request timeout|not implemented|insufficient storage|conflict|not acceptable)"
         ),
     ),
-    (("status",), re.compile(r"status(?: code)?(?: \[[^\]]*\])?(?: from [^:]*)?:? (?:<url>:? )?([1-5]\d\d)\b")),
+    (("status",), re.compile(r"status(?: code)?(?: \[[^\]]*\])?(?: from [^:]*)?:? (?:<[a-z-]*url>:? )?([1-5]\d\d)\b")),
     (("http ",), re.compile(r"\bhttp ([1-5]\d\d)\b")),
     (("429", "50"), re.compile(r"(?<![\w.:/-])(429|5\d\d)(?![\w.:/-])")),
 )
@@ -448,6 +475,8 @@ def _image_from(text: str, low: str) -> imageref.ImageRef | None:
         if needle not in low:
             continue
         for match in pattern.finditer(text):
+            if pattern is _QUOTED_RE and not low.endswith(_IMAGE_WORDS, 0, match.start()):
+                continue
             ref = imageref.try_parse(match.group(1))
             if ref is not None:
                 return ref
@@ -464,9 +493,10 @@ def _status_from(masked_low: str) -> int | None:
     for needles, pattern in _STATUS_RES:
         for needle in needles:
             if needle in masked_low:
-                match = pattern.search(masked_low)
-                if match:
-                    return int(match.group(1))
+                for match in pattern.finditer(masked_low):
+                    start = match.start(1)
+                    if start == 0 or masked_low[start - 1] not in ".:/-":
+                        return int(match.group(1))
                 break
     return None
 
