@@ -50,7 +50,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "image": {"digest": "sha256:" + "a" * 64},
         "imagePullSecrets": ["registry-pull"],
         "access": {"grants": {"S0123TEAM": ["team-a:*"]}, "twoPersonRule": True},
-        "extraEnv": [{"name": "IMAGEPULL_INCIDENTS__RESOLVE_GRACE_S", "value": "30"}],
+        "extraEnv": [{"name": "IMAGEPULL_INCIDENTS__UPDATE_INTERVAL_S", "value": "60"}],
         "podAnnotations": {"example.com/owner": "sre"},
         "affinity": {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": []}},
     },
@@ -62,8 +62,6 @@ SECRET_ENV = {
     "IMAGEPULL_SLACK__APP_TOKEN": "appTokenKey",
     "IMAGEPULL_SLACK__SIGNING_SECRET": "signingSecretKey",
 }
-# Settings the chart passes before bot/settings.py has them; pydantic-settings ignores unknown nested keys.
-PENDING_SETTINGS = {"IMAGEPULL_KUBE__LEASE_NAME", "IMAGEPULL_KUBE__LEASE_NAMESPACE"}
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "impersonate"}
 
 
@@ -231,8 +229,8 @@ def test_rbac_is_least_privilege(render: Renderer, case: str) -> None:
     assert not [rule for rule in everything if rule[2] in {"deletecollection", "escalate", "bind", "impersonate"}]
 
 
-def test_lease_rbac_names_the_lease_the_bot_uses(render: Renderer) -> None:
-    """get/update on the Lease are limited to the name passed to the bot; create (unnameable) stays separate."""
+def test_lease_rbac_names_the_lease_the_bot_uses(render: Renderer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """get/update are limited to the Lease the bot takes (prefix + "-" + cluster, as bot/app.py names it)."""
     objects = objects_of(render, {"leaderElection": {"leaseName": "ipd-leader"}})
     lease_role = next(o for o in objects if o["kind"] == "Role" and o["metadata"]["name"].endswith("-lease"))
     assert lease_role["metadata"]["namespace"] == NAMESPACE
@@ -241,15 +239,21 @@ def test_lease_rbac_names_the_lease_the_bot_uses(render: Renderer) -> None:
         {
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
-            "resourceNames": ["ipd-leader"],
+            "resourceNames": ["ipd-leader-prod-eu-1"],
             "verbs": ["get", "update"],
         },
     ]
     env = env_of(container(objects))
-    assert env["IMAGEPULL_KUBE__LEASE_NAME"]["value"] == "ipd-leader"
-    assert env["IMAGEPULL_KUBE__LEASE_NAMESPACE"]["value"] == NAMESPACE
     assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    names = list(env)
+    assert names.index("POD_NAME") < names.index("IMAGEPULL_HA__IDENTITY"), "$(POD_NAME) expands only if defined first"
+    assert env["IMAGEPULL_HA__IDENTITY"]["value"] == "$(POD_NAME)"
+    for name in ("IMAGEPULL_HA__LEASE_NAME", "IMAGEPULL_HA__LEASE_NAMESPACE", "IMAGEPULL_KUBE__CLUSTER_NAME"):
+        monkeypatch.setenv(name, env[name]["value"])
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    lease = f"{settings.ha.lease_name}-{settings.kube.cluster_name}"
+    assert (settings.ha.lease_namespace, lease) == (NAMESPACE, "ipd-leader-prod-eu-1")
 
 
 @pytest.mark.parametrize("case", sorted(VALUE_SETS))
@@ -318,11 +322,14 @@ def test_rendered_environment_is_accepted_by_the_bot_settings(
     for name, var in env.items():
         if not name.startswith("IMAGEPULL_"):
             continue
-        value = var["value"] if "value" in var else fake_secret[var["valueFrom"]["secretKeyRef"]["key"]]
+        if "value" in var:
+            value = var["value"].replace("$(POD_NAME)", "ipd-imagepull-doctor-5d8f-x2x")  # as the kubelet expands it
+        else:
+            value = fake_secret[var["valueFrom"]["secretKeyRef"]["key"]]
         monkeypatch.setenv(name, value)
         known = name.removeprefix("IMAGEPULL_").lower().split("__")
         assert known[0] in Settings.model_fields, name
-        if len(known) == 2 and name not in PENDING_SETTINGS:
+        if len(known) == 2:
             sub = Settings.model_fields[known[0]].annotation
             assert known[1] in sub.model_fields, name  # type: ignore[union-attr]
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
@@ -333,9 +340,11 @@ def test_rendered_environment_is_accepted_by_the_bot_settings(
     assert settings.slack.mode == "http" and settings.slack.http_port == 3000
     assert settings.slack.bot_token is not None and settings.slack.bot_token.get_secret_value() == "xoxb-test"
     assert settings.access.grants == {"S0123TEAM": ["team-a:*"]} and settings.access.two_person_rule is True
-    assert settings.incidents.resolve_grace_s == 30.0
+    assert settings.incidents.update_interval_s == 60.0 and settings.incidents.resolve_grace_s == 30.0
     assert settings.metrics_port == 9090 and settings.log_json is True
     assert settings.database_url.startswith("postgresql+asyncpg://")
+    assert settings.ha.enabled is True and settings.ha.identity == "ipd-imagepull-doctor-5d8f-x2x"
+    assert settings.ha.lease_namespace == NAMESPACE
 
 
 def test_default_values_build_default_settings(render: Renderer, monkeypatch: pytest.MonkeyPatch) -> None:

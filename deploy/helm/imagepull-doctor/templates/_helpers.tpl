@@ -52,9 +52,14 @@ app.kubernetes.io/part-of: imagepull-doctor
 {{- required "existingSecret.name is required: create a Secret with the Slack tokens and the database URL first" .Values.existingSecret.name -}}
 {{- end -}}
 
-{{/* Name of the leader-election Lease. */}}
-{{- define "imagepull-doctor.leaseName" -}}
+{{/* Lease name prefix passed to the bot (IMAGEPULL_HA__LEASE_NAME). */}}
+{{- define "imagepull-doctor.leasePrefix" -}}
 {{- default (include "imagepull-doctor.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end -}}
+
+{{/* Name of the Lease the bot takes: the prefix and the cluster name (bot/app.py appends it). */}}
+{{- define "imagepull-doctor.leaseName" -}}
+{{- printf "%s-%s" (include "imagepull-doctor.leasePrefix" .) .Values.cluster.name -}}
 {{- end -}}
 
 {{/* Image reference: repository@digest, or repository:tag (default: the chart's appVersion). */}}
