@@ -1,18 +1,130 @@
-"""Verifier (placeholder until issue 4 lands): fold cluster and registry evidence into a Diagnosis. Pure."""
+"""Verifier: fold cluster and registry evidence into the final Diagnosis. Pure: no I/O, no client library.
+
+The message alone gives a cause at confidence ~0.6. Evidence that confirms it raises the confidence
+(~0.9 and more); evidence that contradicts it lowers the confidence and may change the cause: the
+registry's NAME_UNKNOWN makes `repo_not_found`, the pod's secrets make `pull_secret_*`, an old ECR
+token makes `token_expired`, a node under DiskPressure makes `node_disk_pressure`, a manifest that is
+there now says the failure may have passed. Evidence lines are Slack mrkdwn: names from the cluster or
+the registry are escaped and put in backticks; no secret value is ever read here (the types hold none).
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
 from bot import imageref
+from bot.diagnosis.catalogue import info
 from bot.diagnosis.fixes import fix_commands
-from bot.model import Classification, Diagnosis, PodInspection, ProbeResult, PullFailure
+from bot.model import (
+    ActionKind,
+    Cause,
+    Classification,
+    Diagnosis,
+    Evidence,
+    Facts,
+    NodeInfo,
+    PodInspection,
+    ProbeOutcome,
+    ProbeResult,
+    PullFailure,
+    SecretCheck,
+)
+
+MESSAGE_ONLY = 0.6
+UNKNOWN_ONLY = 0.3
+CONFIRMED = 0.9
+STRONG = 0.95
+DOUBTFUL = 0.4
+ECR_TOKEN_LIFETIME = timedelta(hours=12)
+ECR_HOST_RE = re.compile(r"^\d{12}\.dkr\.ecr(?:-fips)?\.[a-z0-9-]+\.amazonaws\.com(?:\.cn)?$")
+TOKEN_EXPIRED_RE = re.compile(r"token (?:has |is )?expired|expired token|token .{0,40} expired", re.IGNORECASE)
+
+NO_PROBE_CAUSES = frozenset(
+    {Cause.INVALID_IMAGE_NAME, Cause.NEVER_PULL, Cause.DISK_FULL, Cause.NODE_DISK_PRESSURE, Cause.SIGNATURE_OR_POLICY}
+)
+AUTH_CAUSES = frozenset({Cause.AUTH_FAILED, Cause.REPO_NOT_FOUND_OR_NO_ACCESS})
+SECRET_CAUSES = frozenset(
+    {
+        Cause.AUTH_FAILED,
+        Cause.REPO_NOT_FOUND_OR_NO_ACCESS,
+        Cause.PULL_SECRET_MISSING,
+        Cause.PULL_SECRET_NOT_LINKED,
+        Cause.PULL_SECRET_WRONG_REGISTRY,
+        Cause.PULL_SECRET_MALFORMED,
+        Cause.TOKEN_EXPIRED,
+    }
+)
+# Deleting the pod cannot help these: the spec or the image must change first.
+NO_RETRY_CAUSES = frozenset(
+    {
+        Cause.INVALID_IMAGE_NAME,
+        Cause.NEVER_PULL,
+        Cause.TAG_NOT_FOUND,
+        Cause.REPO_NOT_FOUND,
+        Cause.PLATFORM_MISMATCH,
+        Cause.SIGNATURE_OR_POLICY,
+    }
+)
+REACHED = frozenset(
+    {
+        ProbeOutcome.OK,
+        ProbeOutcome.UNAUTHORIZED,
+        ProbeOutcome.FORBIDDEN,
+        ProbeOutcome.MANIFEST_UNKNOWN,
+        ProbeOutcome.NAME_UNKNOWN,
+        ProbeOutcome.RATE_LIMITED,
+        ProbeOutcome.SERVER_ERROR,
+    }
+)
+_NAME_MAX = 120
+
+
+def code(name: object) -> str:
+    """`name` as Slack mrkdwn code: no backticks or line breaks, `&`, `<`, `>` escaped, bounded length."""
+    text = " ".join(str(name).split()).replace("`", "'")
+    if len(text) > _NAME_MAX:
+        text = text[: _NAME_MAX - 1] + "…"
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return f"`{text}`"
+
+
+def plain(text: str, limit: int = 200) -> str:
+    """Untrusted text (a registry's message) made safe for mrkdwn outside code spans."""
+    text = " ".join(text.split()).replace("`", "'")[:limit]
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def probe_target(failure: PullFailure, classification: Classification) -> imageref.ImageRef | None:
     """What to probe in the registry, or None when probing cannot help."""
-    try:
-        return imageref.parse(failure.image)
-    except imageref.InvalidImageReference:
+    if classification.cause in NO_PROBE_CAUSES:
         return None
+    ref = imageref.try_parse(failure.image)
+    if ref is not None:
+        return ref
+    facts = classification.facts
+    if facts.registry and facts.repository:
+        reference = facts.reference
+        if reference and ":" in reference:
+            return imageref.ImageRef(facts.registry, facts.repository, digest=reference)
+        return imageref.ImageRef(facts.registry, facts.repository, tag=reference)
+    return None
+
+
+@dataclass(slots=True)
+class _Verdict:
+    """The cause and confidence as evidence is folded in, with the lines the user sees."""
+
+    cause: Cause
+    confidence: float
+    evidence: list[Evidence] = field(default_factory=list)
+
+    def add(self, text: str, source: str, ok: bool | None = None) -> None:
+        self.evidence.append(Evidence(text, source, ok))
+
+    def change(self, cause: Cause, confidence: float) -> None:
+        self.cause, self.confidence = cause, confidence
 
 
 def verify(
@@ -22,13 +134,324 @@ def verify(
     probe: ProbeResult | None,
 ) -> Diagnosis:
     """The final diagnosis with its confidence, evidence and fixes."""
-    cause = classification.cause
+    message_cause = classification.cause
+    verdict = _Verdict(message_cause, UNKNOWN_ONLY if message_cause is Cause.OTHER else MESSAGE_ONLY)
+    verdict.add(f"the pull error reads as: {info(message_cause).title.lower()}", "message")
+    ref = probe_target(failure, classification) or imageref.try_parse(failure.image)
+    facts = _facts(classification.facts, ref)
+    registry = ref.registry if ref is not None else facts.registry
+
+    if inspection is not None:
+        _node(verdict, inspection.node)
+        if not inspection.exists:
+            verdict.add(f"pod {code(inspection.pod)} no longer exists", "cluster")
+    if probe is not None:
+        _probe(verdict, probe, facts, inspection)
+    if inspection is not None:
+        _secrets(verdict, failure, classification, inspection, probe, registry)
+    elif TOKEN_EXPIRED_RE.search(classification.raw) and verdict.cause in AUTH_CAUSES:
+        verdict.add("the message says the registry token has expired", "message", False)
+        verdict.change(Cause.TOKEN_EXPIRED, 0.85)
+
+    cause = verdict.cause
+    summary = classification.sentence if cause is message_cause else info(cause).explanation
     return Diagnosis(
         cause=cause,
-        summary=classification.sentence,
-        confidence=0.6,
-        facts=classification.facts,
-        fixes=fix_commands(cause, failure, inspection, classification.facts),
+        summary=summary,
+        confidence=round(min(max(verdict.confidence, 0.05), 0.99), 2),
+        facts=facts,
+        evidence=tuple(verdict.evidence),
+        fixes=fix_commands(cause, failure, inspection, facts),
+        actions=actions_for(cause, inspection),
         raw_message=classification.raw,
-        message_cause=cause,
+        message_cause=message_cause,
     )
+
+
+def actions_for(cause: Cause, inspection: PodInspection | None) -> tuple[ActionKind, ...]:
+    """Buttons for the final cause: rediagnose and snooze always, the others only where they can help."""
+    out = [ActionKind.REDIAGNOSE]
+    if inspection is not None and inspection.controlled and inspection.exists and cause not in NO_RETRY_CAUSES:
+        out.append(ActionKind.DELETE_POD)
+    if cause in SECRET_CAUSES:
+        out.append(ActionKind.RECREATE_SECRET)
+    if cause is Cause.PULL_SECRET_NOT_LINKED and inspection is not None and _linkable(inspection):
+        out.append(ActionKind.LINK_SECRET)
+    out.append(ActionKind.SNOOZE)
+    return tuple(out)
+
+
+def _linkable(inspection: PodInspection) -> list[SecretCheck]:
+    """Secrets of the namespace (found by the inspector, referenced by neither pod nor SA) that fit the image."""
+    return [
+        s for s in inspection.secrets if s.referenced_by == "namespace" and s.exists and s.parses and s.matches_image
+    ]
+
+
+def _facts(facts: Facts, ref: imageref.ImageRef | None) -> Facts:
+    if ref is None:
+        return facts
+    return replace(
+        facts,
+        registry=facts.registry or ref.registry,
+        repository=facts.repository or ref.repository,
+        reference=facts.reference or ref.reference,
+    )
+
+
+# ---- node ----
+
+
+def _node(verdict: _Verdict, node: NodeInfo | None) -> None:
+    if node is None:
+        return
+    if node.disk_pressure:
+        verdict.add(f"node {code(node.name)} reports DiskPressure", "cluster", False)
+        if verdict.cause is Cause.DISK_FULL:
+            verdict.change(Cause.NODE_DISK_PRESSURE, STRONG)
+    elif verdict.cause is Cause.DISK_FULL:
+        verdict.add(f"node {code(node.name)} reports no DiskPressure now", "cluster", True)
+        verdict.confidence = 0.55
+
+
+def _node_platform(node: NodeInfo | None, facts: Facts) -> str | None:
+    if node is not None and node.architecture:
+        return f"{node.os or 'linux'}/{node.architecture}"
+    return facts.platform
+
+
+# ---- registry ----
+
+
+def _probe(verdict: _Verdict, probe: ProbeResult, facts: Facts, inspection: PodInspection | None) -> None:
+    outcome = probe.outcome
+    if outcome is ProbeOutcome.SKIPPED:
+        verdict.add("the registry was not probed (probing is off for it)", "registry")
+        return
+    _rate_limit_line(verdict, probe)
+    where = code(probe.registry)
+    cause = verdict.cause
+    if outcome is ProbeOutcome.NAME_UNKNOWN:
+        verdict.add(f"repository {code(probe.repository)} does not exist in {where}", "registry", False)
+        verdict.change(Cause.REPO_NOT_FOUND, STRONG if cause in (*AUTH_CAUSES, Cause.TAG_NOT_FOUND) else 0.85)
+    elif outcome is ProbeOutcome.MANIFEST_UNKNOWN:
+        _manifest_unknown(verdict, probe)
+    elif outcome is ProbeOutcome.OK:
+        _manifest_ok(verdict, probe, facts, inspection)
+    elif outcome in (ProbeOutcome.UNAUTHORIZED, ProbeOutcome.FORBIDDEN):
+        _refused(verdict, probe)
+    elif outcome is ProbeOutcome.RATE_LIMITED:
+        verdict.add(f"{where} answers 429 Too Many Requests to the bot too", "registry", False)
+        verdict.change(Cause.RATE_LIMITED, STRONG if cause is Cause.RATE_LIMITED else 0.8)
+    elif outcome is ProbeOutcome.SERVER_ERROR:
+        verdict.add(f"{where} answers HTTP {probe.http_status or '5xx'} to the bot too", "registry", False)
+        verdict.change(Cause.REGISTRY_SERVER_ERROR, CONFIRMED if cause is Cause.REGISTRY_SERVER_ERROR else 0.75)
+    elif outcome in (ProbeOutcome.DNS, ProbeOutcome.REFUSED, ProbeOutcome.TIMEOUT, ProbeOutcome.TLS):
+        _unreachable(verdict, probe)
+    else:
+        verdict.add(f"the registry probe failed: {plain(probe.detail) or 'no detail'}", "registry")
+    if outcome in REACHED and verdict.cause in (Cause.DNS_FAILURE, Cause.NETWORK_TIMEOUT, Cause.TLS_CERT):
+        verdict.add(
+            f"the bot reaches {where}: the node's DNS, network path, proxy or trust store may differ", "registry", True
+        )
+        verdict.confidence = 0.5
+
+
+def _rate_limit_line(verdict: _Verdict, probe: ProbeResult) -> None:
+    remaining, limit = _count(probe.ratelimit_remaining), _count(probe.ratelimit_limit)
+    if remaining is None or limit is None:
+        return
+    name = "Docker Hub rate limit" if probe.registry == imageref.DOCKER_HUB else "registry rate limit"
+    verdict.add(f"{name}: {remaining} of {limit} pulls left", "registry", remaining > 0)
+
+
+def _count(header: str | None) -> int | None:
+    if not header:
+        return None
+    m = re.match(r"\s*(\d+)", header)
+    return int(m.group(1)) if m else None
+
+
+def _manifest_unknown(verdict: _Verdict, probe: ProbeResult) -> None:
+    reference = probe.reference
+    if reference.startswith("sha") and ":" in reference:
+        what = f"digest {code(reference[:19] + '…')} is not in repository {code(probe.repository)}"
+    elif probe.nearest_tags:
+        nearest = ", ".join(code(t) for t in probe.nearest_tags)
+        what = f"tag {code(reference)} is not in the registry; nearest tags: {nearest}"
+    elif probe.tags_sample_size:
+        what = f"tag {code(reference)} is not in the registry; none of its {probe.tags_sample_size} tags is near"
+    else:
+        what = f"tag {code(reference)} is not in the registry"
+    verdict.add(what, "registry", False)
+    cause = verdict.cause
+    if cause is Cause.TAG_NOT_FOUND:
+        verdict.confidence = STRONG
+    elif cause in AUTH_CAUSES:
+        if probe.tags_sample_size:
+            verdict.change(Cause.TAG_NOT_FOUND, CONFIRMED)
+        elif probe.used_credentials:
+            verdict.add("with the pod's credentials the registry answers 404 for it", "registry", False)
+            verdict.change(Cause.REPO_NOT_FOUND, 0.85)
+        else:
+            verdict.change(Cause.TAG_NOT_FOUND, 0.75)
+    elif cause is Cause.OTHER:
+        verdict.change(Cause.TAG_NOT_FOUND, 0.7)
+
+
+def _manifest_ok(verdict: _Verdict, probe: ProbeResult, facts: Facts, inspection: PodInspection | None) -> None:
+    node_platform = _node_platform(inspection.node if inspection else None, facts)
+    cause = verdict.cause
+    if probe.platforms and node_platform:
+        offered = ", ".join(probe.platforms)
+        if node_platform not in probe.platforms:
+            arch = node_platform.split("/", 1)[-1]
+            only = " only" if len(probe.platforms) == 1 else ""
+            verdict.add(f"node is {code(arch)}; the image offers {code(offered)}{only}", "registry", False)
+            if cause in (Cause.PLATFORM_MISMATCH, Cause.OTHER):
+                verdict.change(Cause.PLATFORM_MISMATCH, STRONG if cause is Cause.PLATFORM_MISMATCH else 0.8)
+            return
+        verdict.add(f"the image offers {code(node_platform)} (all: {code(offered)})", "registry", True)
+    if cause is Cause.PLATFORM_MISMATCH and not probe.platforms:
+        verdict.add("the image is a single-platform manifest: its architecture was not checked", "registry")
+        return
+    if cause in (Cause.TAG_NOT_FOUND, Cause.PLATFORM_MISMATCH, *AUTH_CAUSES, Cause.REGISTRY_SERVER_ERROR):
+        how = " with the pod's credentials" if probe.used_credentials else ""
+        verdict.add(
+            f"the registry serves {code(probe.repository + _ref_suffix(probe.reference))}{how} now: the failure may"
+            " have been transient or already fixed",
+            "registry",
+            True,
+        )
+        verdict.confidence = DOUBTFUL
+    elif cause is Cause.RATE_LIMITED:
+        remaining = _count(probe.ratelimit_remaining)
+        if remaining is not None and remaining > 0:
+            verdict.add("the bot is not rate-limited now (limits count per client IP)", "registry", True)
+            verdict.confidence = 0.5
+
+
+def _ref_suffix(reference: str) -> str:
+    return f"@{reference[:19]}…" if ":" in reference else f":{reference}"
+
+
+def _refused(verdict: _Verdict, probe: ProbeResult) -> None:
+    status = probe.http_status or (401 if probe.outcome is ProbeOutcome.UNAUTHORIZED else 403)
+    who = "the pod's pull-secret credentials" if probe.used_credentials else "an anonymous request"
+    verdict.add(f"the registry refuses {who} with HTTP {status}", "registry", False)
+    cause = verdict.cause
+    if cause in AUTH_CAUSES:
+        verdict.confidence = 0.75
+    elif cause in (Cause.TAG_NOT_FOUND, Cause.PLATFORM_MISMATCH):
+        verdict.add("the bot could not check the image itself", "registry")
+    elif cause is Cause.OTHER:
+        verdict.change(Cause.AUTH_FAILED, 0.6)
+
+
+def _unreachable(verdict: _Verdict, probe: ProbeResult) -> None:
+    where = code(probe.registry)
+    detail = plain(probe.detail)
+    matches = {
+        ProbeOutcome.DNS: (Cause.DNS_FAILURE, f"the bot cannot resolve {where} either"),
+        ProbeOutcome.REFUSED: (Cause.NETWORK_TIMEOUT, f"{where} refuses the bot's connection too"),
+        ProbeOutcome.TIMEOUT: (Cause.NETWORK_TIMEOUT, f"{where} does not answer the bot either (timeout)"),
+        ProbeOutcome.TLS: (Cause.TLS_CERT, f"the bot does not accept the TLS of {where} either: {detail}"),
+    }
+    expected, text = matches[probe.outcome]
+    verdict.add(text, "registry", False)
+    if verdict.cause is expected:
+        verdict.confidence = CONFIRMED
+    elif verdict.cause is Cause.OTHER:
+        verdict.change(expected, 0.65)
+
+
+# ---- pull secrets ----
+
+
+def _secrets(
+    verdict: _Verdict,
+    failure: PullFailure,
+    classification: Classification,
+    inspection: PodInspection,
+    probe: ProbeResult | None,
+    registry: str | None,
+) -> None:
+    referenced = [s for s in inspection.secrets if s.referenced_by in ("pod", "serviceaccount")]
+    missing = [s for s in referenced if not s.exists]
+    present = [s for s in referenced if s.exists]
+    matching = [s for s in present if s.parses and s.matches_image]
+    probe_refused = probe is not None and probe.outcome in (ProbeOutcome.UNAUTHORIZED, ProbeOutcome.FORBIDDEN)
+    needs_auth = verdict.cause in AUTH_CAUSES or probe_refused or verdict.cause is Cause.PULL_SECRET_MISSING
+
+    if verdict.cause is Cause.PULL_SECRET_MISSING:
+        if missing:
+            names = ", ".join(code(s.name) for s in missing)
+            verdict.add(f"secret {names} does not exist in namespace {code(inspection.namespace)}", "cluster", False)
+            verdict.confidence = STRONG if not matching else 0.7
+        else:
+            verdict.add("every pull secret the pod refers to exists now", "cluster", True)
+            verdict.confidence = DOUBTFUL
+        return
+    if not needs_auth or verdict.cause in (Cause.REPO_NOT_FOUND, Cause.TAG_NOT_FOUND):
+        return
+    host = code(registry or "the registry")
+    if matching:
+        _matching_secret(verdict, failure, classification, matching[0], probe, registry)
+        return
+    if missing:
+        names = ", ".join(code(s.name) for s in missing)
+        verdict.add(f"secret {names} does not exist in namespace {code(inspection.namespace)}", "cluster", False)
+        verdict.change(Cause.PULL_SECRET_MISSING, STRONG if probe_refused else CONFIRMED)
+        return
+    malformed = [s for s in present if not s.parses]
+    if malformed:
+        bad = malformed[0]
+        why = f": {plain(bad.problem, 120)}" if bad.problem else ""
+        verdict.add(f"secret {code(bad.name)} is not a readable Docker config{why}", "cluster", False)
+        verdict.change(Cause.PULL_SECRET_MALFORMED, CONFIRMED)
+        return
+    if present:
+        for s in present:
+            has = ", ".join(code(r) for r in s.registries) or "no registry"
+            verdict.add(f"secret {code(s.name)} has no entry for {host} (it has {has})", "cluster", False)
+        verdict.change(
+            Cause.PULL_SECRET_WRONG_REGISTRY, CONFIRMED if probe_refused or verdict.cause in AUTH_CAUSES else 0.7
+        )
+        return
+    sa = code(inspection.service_account or "default")
+    verdict.add(f"neither pod {code(inspection.pod)} nor ServiceAccount {sa} has an imagePullSecret", "cluster", False)
+    if probe_refused or verdict.cause in AUTH_CAUSES:
+        # Nodes may hold credentials of their own (a kubelet credential provider): not certain.
+        verdict.change(Cause.PULL_SECRET_NOT_LINKED, CONFIRMED if probe_refused else 0.8)
+        for s in _linkable(inspection):
+            verdict.add(f"secret {code(s.name)} in the namespace has credentials for {host}", "cluster", True)
+
+
+def _matching_secret(
+    verdict: _Verdict,
+    failure: PullFailure,
+    classification: Classification,
+    secret: SecretCheck,
+    probe: ProbeResult | None,
+    registry: str | None,
+) -> None:
+    verdict.add(f"secret {code(secret.name)} has an entry for {code(registry or '?')}", "cluster", True)
+    said_expired = TOKEN_EXPIRED_RE.search(classification.raw) is not None
+    age = failure.observed_at - secret.created_at if failure.observed_at and secret.created_at else None
+    ecr_old = registry is not None and ECR_HOST_RE.match(registry) is not None and age is not None
+    ecr_old = ecr_old and age is not None and age > ECR_TOKEN_LIFETIME
+    probe_refused_creds = (
+        probe is not None
+        and probe.used_credentials
+        and probe.outcome in (ProbeOutcome.UNAUTHORIZED, ProbeOutcome.FORBIDDEN)
+    )
+    if ecr_old and age is not None:
+        hours = int(age.total_seconds() // 3600)
+        verdict.add(f"secret {code(secret.name)} was made {hours} h ago; ECR tokens last 12 h", "cluster", False)
+    if said_expired:
+        verdict.add("the message says the registry token has expired", "message", False)
+    if ecr_old or said_expired:
+        verdict.change(Cause.TOKEN_EXPIRED, STRONG if probe_refused_creds or (ecr_old and said_expired) else CONFIRMED)
+        return
+    if probe_refused_creds:
+        verdict.change(Cause.AUTH_FAILED, CONFIRMED)
