@@ -282,7 +282,8 @@ RULES: tuple[Rule, ...] = (
         ),
         _re(
             r"(?:^|: )denied\.?$|pull access denied|repository does not exist|insufficient_scope"
-            r"|requested access to the resource is denied|name.unknown|repository name not known|does not exist in the registry"
+            r"|requested access to the resource is denied|name.unknown|repository name not known"
+            r"|does not exist in the registry"
             r"|anonymous token.*\b403\b"
         ),
     ),
