@@ -1,0 +1,461 @@
+"""Cluster actions taken after approval: delete a controlled pod, write, copy and link pull secrets.
+
+Every action validates its names first (hostile text changes nothing), supports a server-side dry run
+(`dryRun=All`, which also surfaces RBAC refusals without changing anything), is idempotent, and returns an
+`ActionResult` whose message is safe for Slack: names and credential fingerprints, never secret values, and
+never the caller's raw input when that input is invalid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import re
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from kubernetes_asyncio import client as k8s
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from bot.imageref import registry_key
+from bot.kube.dockerconfig import (
+    DOCKERCONFIGJSON_KEY,
+    DOCKERCONFIGJSON_TYPE,
+    build_dockerconfigjson,
+    fingerprint,
+    parse_secret,
+    server_key,
+)
+from bot.kube.owners import controller_of, owner_refs
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_DNS1123_SUBDOMAIN_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
+_DNS1123_LABEL_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", re.ASCII)
+_HOST_RE = re.compile(
+    r"(?:[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:]+\])(:[0-9]{1,5})?", re.ASCII
+)
+# What users paste as a registry server: an optional scheme, host[:port], an optional plain path ("/v1/").
+_SERVER_RE = re.compile(r"(?i:https?://)?[A-Za-z0-9.\[\]:-]{1,260}(/[A-Za-z0-9._/-]{0,200})?", re.ASCII)
+COPIED_FROM_ANNOTATION = "imagepull-doctor/copied-from"
+_CONFLICT_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """The outcome of one action: `message` is safe to post in Slack and to store in the audit log."""
+
+    ok: bool
+    message: str
+    dry_run: bool
+    changed: bool = False  # False when the cluster already was as asked (idempotent repeat) or on a dry run
+    old_fingerprint: str | None = None  # upsert_pull_secret: the credential for the server before
+    new_fingerprint: str | None = None  # upsert_pull_secret: the credential for the server after
+
+
+class _Refused(Exception):
+    """An action that cannot go ahead, with a message safe for Slack."""
+
+
+def _check_name(what: str, value: str, *, label: bool = False) -> None:
+    regex, limit = (_DNS1123_LABEL_RE, 63) if label else (_DNS1123_SUBDOMAIN_RE, 253)
+    if not isinstance(value, str) or len(value) > limit or not regex.fullmatch(value):
+        kind = "DNS-1123 label" if label else "DNS-1123 name"
+        raise _Refused(
+            f"invalid {what}: it must be a {kind} (lowercase letters, digits, '-'"
+            f"{'' if label else ' and .'}, starting and ending with a letter or digit, at most {limit} characters);"
+            " nothing was changed"
+        )
+
+
+def _check_server(server: str) -> str:
+    ok_text = isinstance(server, str) and _SERVER_RE.fullmatch(server.strip()) is not None
+    host = registry_key(server) if ok_text else ""
+    if not host or len(host) > 253 or not _HOST_RE.fullmatch(host):
+        raise _Refused("invalid registry server: it must be a host name or host:port; nothing was changed")
+    return host
+
+
+def _dry(dry_run: bool) -> dict[str, str]:
+    return {"dry_run": "All"} if dry_run else {}
+
+
+def _prefix(dry_run: bool) -> str:
+    return "dry run: " if dry_run else ""
+
+
+class KubeActions:
+    """Mutating actions on the cluster, each validated, dry-runnable and idempotent."""
+
+    def __init__(self, api_client: Any, *, timeout_s: float = 10.0) -> None:
+        # Any: the generated stubs ask for model objects where the client also takes plain dicts (sent as is).
+        self._core: Any = k8s.CoreV1Api(api_client)
+        self._timeout_s = timeout_s
+
+    async def _call(self, call: Awaitable[T], verb: str, resource: str, namespace: str) -> T:
+        """Run one API call, bounded; turn refusals into messages that name the missing permission."""
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await call
+        except ApiException as exc:
+            if exc.status == 403:
+                raise _Refused(
+                    f"forbidden: the bot is not allowed to {verb} {resource} in namespace {namespace}"
+                    f' (RBAC needs verb "{verb}" on "{resource}"); nothing was changed'
+                ) from None
+            if exc.status == 401:
+                raise _Refused("the API server refused the bot's credentials (401); nothing was changed") from None
+            raise
+        except TimeoutError:
+            raise _Refused(f"the API server did not answer in time ({verb} {resource}); try again") from None
+
+    async def _run(self, action: str, dry_run: bool, body: Awaitable[ActionResult]) -> ActionResult:
+        try:
+            result = await body
+        except _Refused as exc:
+            result = ActionResult(ok=False, message=str(exc), dry_run=dry_run)
+        except ApiException as exc:
+            reason = "conflicting concurrent change" if exc.status == 409 else f"HTTP {exc.status}"
+            result = ActionResult(ok=False, message=f"the API server refused: {reason}; try again", dry_run=dry_run)
+        except (OSError, ValueError) as exc:  # aiohttp.ClientError is an OSError
+            result = ActionResult(
+                ok=False, message=f"could not reach the API server ({type(exc).__name__})", dry_run=dry_run
+            )
+        log.info("action %s dry_run=%s ok=%s changed=%s", action, dry_run, result.ok, result.changed)
+        return result
+
+    # ---- delete_pod ----
+
+    async def delete_pod(self, ns: str, pod: str, *, dry_run: bool) -> ActionResult:
+        """Delete a pod so its controller makes a fresh one; refuse for a bare pod (it would be gone for good)."""
+        return await self._run("delete_pod", dry_run, self._delete_pod(ns, pod, dry_run))
+
+    async def _delete_pod(self, ns: str, pod: str, dry_run: bool) -> ActionResult:
+        _check_name("namespace", ns, label=True)
+        _check_name("pod name", pod)
+        try:
+            obj = await self._call(
+                self._core.read_namespaced_pod(pod, ns, _request_timeout=self._timeout_s), "get", "pods", ns
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                raise _Refused(f"pod {ns}/{pod} does not exist (any more); nothing to delete") from None
+            raise
+        owner = controller_of(owner_refs(obj.metadata))
+        if owner is None:
+            raise _Refused(
+                f"bare pod: deleting it would remove it for good (pod {ns}/{pod} has no controller);"
+                " nothing was changed"
+            )
+        options = {"preconditions": {"uid": obj.metadata.uid}} if obj.metadata.uid else None
+        try:
+            await self._call(
+                self._core.delete_namespaced_pod(
+                    pod, ns, body=options, **_dry(dry_run), _request_timeout=self._timeout_s
+                ),
+                "delete",
+                "pods",
+                ns,
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):  # gone meanwhile, or replaced by a new pod of the same name
+                raise _Refused(f"pod {ns}/{pod} went away meanwhile; nothing was deleted") from None
+            raise
+        owner_text = f"{owner.kind} {owner.name}"
+        if dry_run:
+            msg = f"dry run: pod {ns}/{pod} would be deleted and {owner_text} would create a replacement"
+        else:
+            msg = f"deleted pod {ns}/{pod}; {owner_text} will create a replacement that pulls again"
+        return ActionResult(ok=True, message=msg, dry_run=dry_run, changed=not dry_run)
+
+    # ---- upsert_pull_secret ----
+
+    async def upsert_pull_secret(
+        self, ns: str, name: str, server: str, username: str, password: str, *, dry_run: bool
+    ) -> ActionResult:
+        """Create a kubernetes.io/dockerconfigjson secret, or replace the entry for `server` in the existing one."""
+        return await self._run(
+            "upsert_pull_secret", dry_run, self._upsert(ns, name, server, username, password, dry_run)
+        )
+
+    async def _upsert(
+        self, ns: str, name: str, server: str, username: str, password: str, dry_run: bool
+    ) -> ActionResult:
+        _check_name("namespace", ns, label=True)
+        _check_name("secret name", name)
+        host = _check_server(server)
+        if not isinstance(username, str) or not username or ":" in username or len(username) > 1024:
+            raise _Refused("invalid username: it must be non-empty and hold no ':'; nothing was changed")
+        if not isinstance(password, str) or not password or len(password) > 16384:
+            raise _Refused("invalid password: it must be non-empty; nothing was changed")
+        new_fp = fingerprint(host, username, password)
+        for _ in range(_CONFLICT_ATTEMPTS):
+            existing = await self._read_secret(ns, name)
+            if existing is None:
+                body = {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": name, "namespace": ns},
+                    "type": DOCKERCONFIGJSON_TYPE,
+                    "data": build_dockerconfigjson(host, username, password),
+                }
+                try:
+                    await self._call(
+                        self._core.create_namespaced_secret(
+                            ns, body, **_dry(dry_run), _request_timeout=self._timeout_s
+                        ),
+                        "create",
+                        "secrets",
+                        ns,
+                    )
+                except ApiException as exc:
+                    if exc.status == 409:  # created meanwhile: read it and replace
+                        continue
+                    if exc.status == 404:
+                        raise _Refused(f"namespace {ns} does not exist; nothing was changed") from None
+                    raise
+                return ActionResult(
+                    ok=True,
+                    message=f"{_prefix(dry_run)}{'would create' if dry_run else 'created'} pull secret {ns}/{name}"
+                    f" for {host} (credential {new_fp})",
+                    dry_run=dry_run,
+                    changed=not dry_run,
+                    new_fingerprint=new_fp,
+                )
+            if existing.type != DOCKERCONFIGJSON_TYPE:
+                raise _Refused(
+                    f"secret {ns}/{name} exists with type {existing.type or 'unknown'}: a secret's type cannot change,"
+                    " so it was left alone; pick another name"
+                )
+            config = parse_secret(existing.type, existing.data)
+            entry = config.entry_for(host) if config.parses else None
+            old_fp = entry.fingerprint() if entry is not None else None
+            if old_fp == new_fp and entry is not None and entry.registry == host:
+                return ActionResult(
+                    ok=True,
+                    message=f"pull secret {ns}/{name} already holds this credential for {host} (credential {new_fp});"
+                    " nothing to change",
+                    dry_run=dry_run,
+                    old_fingerprint=old_fp,
+                    new_fingerprint=new_fp,
+                )
+            data, kept = _merged_data(existing.data, host, username, password)
+            body = {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {
+                    "name": name,
+                    "namespace": ns,
+                    "resourceVersion": existing.metadata.resource_version,
+                    "labels": existing.metadata.labels,
+                    "annotations": existing.metadata.annotations,
+                },
+                "type": DOCKERCONFIGJSON_TYPE,
+                "data": {**(existing.data or {}), **data},
+            }
+            try:
+                await self._call(
+                    self._core.replace_namespaced_secret(
+                        name, ns, body, **_dry(dry_run), _request_timeout=self._timeout_s
+                    ),
+                    "update",
+                    "secrets",
+                    ns,
+                )
+            except ApiException as exc:
+                if exc.status == 409:  # changed meanwhile: read again
+                    continue
+                raise
+            others = f", keeping {kept} other registr{'y' if kept == 1 else 'ies'}" if kept else ""
+            return ActionResult(
+                ok=True,
+                message=f"{_prefix(dry_run)}{'would replace' if dry_run else 'replaced'} the credential for {host}"
+                f" in pull secret {ns}/{name} ({old_fp or 'none'} -> {new_fp}){others}",
+                dry_run=dry_run,
+                changed=not dry_run,
+                old_fingerprint=old_fp,
+                new_fingerprint=new_fp,
+            )
+        raise _Refused(f"pull secret {ns}/{name} kept changing while the bot wrote it; try again")
+
+    async def _read_secret(self, ns: str, name: str) -> Any | None:
+        try:
+            return await self._call(
+                self._core.read_namespaced_secret(name, ns, _request_timeout=self._timeout_s), "get", "secrets", ns
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # ---- copy_secret ----
+
+    async def copy_secret(self, src_ns: str, src: str, dst_ns: str, dst: str, *, dry_run: bool) -> ActionResult:
+        """Copy a secret's type and data (no uid, resourceVersion, owners) to another namespace or name."""
+        return await self._run("copy_secret", dry_run, self._copy(src_ns, src, dst_ns, dst, dry_run))
+
+    async def _copy(self, src_ns: str, src: str, dst_ns: str, dst: str, dry_run: bool) -> ActionResult:
+        _check_name("source namespace", src_ns, label=True)
+        _check_name("source secret name", src)
+        _check_name("target namespace", dst_ns, label=True)
+        _check_name("target secret name", dst)
+        if (src_ns, src) == (dst_ns, dst):
+            raise _Refused("source and target are the same secret; nothing was changed")
+        source = await self._read_secret(src_ns, src)
+        if source is None:
+            raise _Refused(f"secret {src_ns}/{src} does not exist; nothing was copied")
+        data = dict(source.data or {})
+        for _ in range(_CONFLICT_ATTEMPTS):
+            target = await self._read_secret(dst_ns, dst)
+            metadata: dict[str, Any] = {
+                "name": dst,
+                "namespace": dst_ns,
+                "annotations": {COPIED_FROM_ANNOTATION: f"{src_ns}/{src}"},
+            }
+            body = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": source.type, "data": data}
+            try:
+                if target is None:
+                    await self._call(
+                        self._core.create_namespaced_secret(
+                            dst_ns, body, **_dry(dry_run), _request_timeout=self._timeout_s
+                        ),
+                        "create",
+                        "secrets",
+                        dst_ns,
+                    )
+                    verb = "would copy" if dry_run else "copied"
+                else:
+                    if target.type != source.type:
+                        raise _Refused(
+                            f"secret {dst_ns}/{dst} exists with type {target.type or 'unknown'}, not {source.type}:"
+                            " a secret's type cannot change, so it was left alone"
+                        )
+                    if dict(target.data or {}) == data:
+                        return ActionResult(
+                            ok=True,
+                            message=f"secret {dst_ns}/{dst} already holds the same data as {src_ns}/{src};"
+                            " nothing to change",
+                            dry_run=dry_run,
+                        )
+                    metadata["resourceVersion"] = target.metadata.resource_version
+                    metadata["labels"] = target.metadata.labels
+                    metadata["annotations"] = {
+                        **(target.metadata.annotations or {}),
+                        COPIED_FROM_ANNOTATION: f"{src_ns}/{src}",
+                    }
+                    await self._call(
+                        self._core.replace_namespaced_secret(
+                            dst, dst_ns, body, **_dry(dry_run), _request_timeout=self._timeout_s
+                        ),
+                        "update",
+                        "secrets",
+                        dst_ns,
+                    )
+                    verb = "would overwrite" if dry_run else "overwrote"
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue
+                if exc.status == 404 and target is None:
+                    raise _Refused(f"namespace {dst_ns} does not exist; nothing was copied") from None
+                raise
+            return ActionResult(
+                ok=True,
+                message=f"{_prefix(dry_run)}{verb} secret {dst_ns}/{dst} from {src_ns}/{src}"
+                f" (type {source.type or 'unknown'})",
+                dry_run=dry_run,
+                changed=not dry_run,
+            )
+        raise _Refused(f"secret {dst_ns}/{dst} kept changing while the bot wrote it; try again")
+
+    # ---- link_secret ----
+
+    async def link_secret(self, ns: str, serviceaccount: str, secret: str, *, dry_run: bool) -> ActionResult:
+        """Add `secret` to the ServiceAccount's imagePullSecrets if absent (JSON patch guarded by resourceVersion)."""
+        return await self._run("link_secret", dry_run, self._link(ns, serviceaccount, secret, dry_run))
+
+    async def _link(self, ns: str, sa_name: str, secret: str, dry_run: bool) -> ActionResult:
+        _check_name("namespace", ns, label=True)
+        _check_name("serviceaccount name", sa_name)
+        _check_name("secret name", secret)
+        for _ in range(_CONFLICT_ATTEMPTS):
+            try:
+                sa = await self._call(
+                    self._core.read_namespaced_service_account(sa_name, ns, _request_timeout=self._timeout_s),
+                    "get",
+                    "serviceaccounts",
+                    ns,
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise _Refused(f"serviceaccount {ns}/{sa_name} does not exist; nothing was changed") from None
+                raise
+            current = [ref.name for ref in (sa.image_pull_secrets or ())]
+            if secret in current:
+                return ActionResult(
+                    ok=True,
+                    message=f"serviceaccount {ns}/{sa_name} already lists pull secret {secret}; nothing to change",
+                    dry_run=dry_run,
+                )
+            # ServiceAccount.imagePullSecrets has no patch merge key: a strategic merge patch would replace the
+            # list on a real API server. A JSON patch appends, and its `test` makes it fail on a concurrent change.
+            ops: list[dict[str, Any]] = [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": sa.metadata.resource_version}
+            ]
+            if sa.image_pull_secrets:
+                ops.append({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": secret}})
+            else:
+                ops.append({"op": "add", "path": "/imagePullSecrets", "value": [{"name": secret}]})
+            try:
+                await self._call(
+                    self._core.patch_namespaced_service_account(
+                        sa_name, ns, ops, **_dry(dry_run), _request_timeout=self._timeout_s
+                    ),
+                    "patch",
+                    "serviceaccounts",
+                    ns,
+                )
+            except ApiException as exc:
+                if exc.status in (409, 422):  # the test op failed: the ServiceAccount changed meanwhile
+                    continue
+                raise
+            note = await self._secret_note(ns, secret)
+            return ActionResult(
+                ok=True,
+                message=f"{_prefix(dry_run)}{'would add' if dry_run else 'added'} pull secret {secret} to"
+                f" serviceaccount {ns}/{sa_name}{note}",
+                dry_run=dry_run,
+                changed=not dry_run,
+            )
+        raise _Refused(f"serviceaccount {ns}/{sa_name} kept changing while the bot patched it; try again")
+
+    async def _secret_note(self, ns: str, secret: str) -> str:
+        try:
+            found = await self._read_secret(ns, secret)
+        except (_Refused, ApiException):
+            return ""
+        if found is None:
+            return f" (note: secret {ns}/{secret} does not exist yet; pods will not pull with it until it does)"
+        return ""
+
+
+def _merged_data(data: dict[str, str] | None, host: str, username: str, password: str) -> tuple[dict[str, str], int]:
+    """New `.dockerconfigjson` data: the existing auths minus any key for `host`, plus the new entry."""
+    auths: dict[str, Any] = {}
+    raw = (data or {}).get(DOCKERCONFIGJSON_KEY)
+    if isinstance(raw, str):
+        try:
+            doc = json.loads(base64.b64decode(raw, validate=True))
+        except (ValueError, binascii.Error, RecursionError):
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("auths"), dict):
+            auths = {k: v for k, v in doc["auths"].items() if isinstance(k, str) and registry_key(k) != host}
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    auths[server_key(host)] = {"username": username, "password": password, "auth": auth}
+    payload = json.dumps({"auths": auths}, separators=(",", ":"), sort_keys=True).encode()
+    return {DOCKERCONFIGJSON_KEY: base64.b64encode(payload).decode("ascii")}, len(auths) - 1
