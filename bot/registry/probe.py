@@ -118,7 +118,7 @@ class _Conversation:
         self.authorization: str | None = None
         self.auth_tried = False
         if credentials is not None:
-            state.secrets.extend([credentials.password, auth.basic_header(credentials)])
+            state.secrets.extend([credentials.password, auth.basic_header(credentials), credentials.username])
 
     async def request(self, method: str, url: URL, accept: str | None = None) -> _Answer:
         """Send one request with the current authorization; answer one 401 challenge and retry once."""
