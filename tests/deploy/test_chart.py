@@ -218,7 +218,7 @@ def test_rbac_is_least_privilege(render: Renderer, case: str) -> None:
         if ns in read_ns:
             expected.add(("", "secrets", "get"))
         if ns in write_ns and actions["recreateSecret"]:
-            expected |= {("", "secrets", v) for v in ("create", "update", "patch")}
+            expected |= {("", "secrets", v) for v in ("get", "create", "update", "patch")}
         if ns in write_ns and actions["linkSecret"]:
             expected.add(("", "serviceaccounts", "patch"))
         assert rules == expected, ns
