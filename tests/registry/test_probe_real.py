@@ -82,6 +82,7 @@ async def test_digest_reference(plain_registry: RealRegistry) -> None:
         await prober.close()
     assert result.outcome == ProbeOutcome.MANIFEST_UNKNOWN
     assert result.reference == digest
+    assert "MANIFEST_UNKNOWN" in result.detail
     assert result.tags_sample_size == 0
 
 
