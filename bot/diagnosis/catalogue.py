@@ -1,9 +1,11 @@
 """The cause catalogue: for each Cause a title, one plain explanation, its scope and the Slack actions that fit. Pure.
 
 Notes on choices the message text forces:
-- `pull_secret_missing` is a refined cause, but kubelet's FailedToRetrieveImagePullSecret event
-  ("Unable to retrieve some image pull secrets (regcred); attempting to pull the image may not succeed.")
-  names a missing secret by itself, so the classifier returns it from that text alone.
+- `pull_secret_missing` is a refined cause. Kubelet's FailedToRetrieveImagePullSecret event ("Unable to
+  retrieve some image pull secrets (regcred); attempting to pull the image may not succeed.") names a
+  secret it could not read, but corpora label messages with message causes only (DESIGN.md contract), so
+  the classifier files it under `auth_failed` with its own sentence; verification turns it into
+  `pull_secret_missing` when inspection finds the secret absent.
 - `token_expired` is refined by verification: ECR's "Your authorization token has expired" is read as
   `auth_failed` from the text, as the catalogue of message causes prescribes.
 """

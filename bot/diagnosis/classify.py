@@ -29,6 +29,7 @@ class Rule:
     needles: tuple[str, ...]
     regex: re.Pattern[str] | None = None
     unless: tuple[str, ...] = ()
+    sentence: str | None = None  # a sentence fitter than the cause's own, when the rule knows more
 
     def matches(self, text: str) -> bool:
         """Whether the masked, lowercase `text` triggers this rule."""
@@ -66,10 +67,17 @@ RULES: tuple[Rule, ...] = (
             "invalid image name",
         ),
     ),
+    # The text names a pull secret kubelet could not read; the message-cause contract files it under
+    # auth_failed, and verification refines it to pull_secret_missing when the secret is absent.
     Rule(
         "pull_secret_unretrievable",
-        Cause.PULL_SECRET_MISSING,
-        ("unable to retrieve some image pull secrets", "unable to retrieve image pull secret"),
+        Cause.AUTH_FAILED,
+        (
+            "unable to retrieve some image pull secrets",
+            "unable to retrieve image pull secret",
+            "unable to retrieve pull secret",
+        ),
+        sentence="Kubelet could not read a pull secret of the pod, so the pull goes without its credentials.",
     ),
     Rule(
         "signature_or_policy",
@@ -365,7 +373,7 @@ RULES: tuple[Rule, ...] = (
 _REASON_CAUSES: dict[str, Cause] = {
     "InvalidImageName": Cause.INVALID_IMAGE_NAME,
     "ErrImageNeverPull": Cause.NEVER_PULL,
-    "FailedToRetrieveImagePullSecret": Cause.PULL_SECRET_MISSING,
+    "FailedToRetrieveImagePullSecret": Cause.AUTH_FAILED,
 }
 
 # Masks, applied in order to the normalised lowercase text when their needle is present; each keeps the
@@ -464,11 +472,14 @@ def _mask(low: str) -> str:
     return low
 
 
-def _pick_cause(masked_low: str) -> tuple[Cause, str]:
+_NO_RULE = Rule("none", Cause.OTHER, ())
+
+
+def _pick_rule(masked_low: str) -> Rule:
     for rule in RULES:
         if rule.matches(masked_low):
-            return rule.cause, rule.name
-    return Cause.OTHER, "none"
+            return rule
+    return _NO_RULE
 
 
 def _image_from(text: str, low: str) -> imageref.ImageRef | None:
@@ -600,14 +611,15 @@ def classify(message: str, event_reason: str | None = None, waiting_reason: str 
     text = normalise(raw)
     low = text.lower()
     masked_low = _mask(low)
-    cause, _rule = _pick_cause(masked_low)
+    rule = _pick_rule(masked_low)
+    cause, sentence = rule.cause, rule.sentence
     for reason in (event_reason, waiting_reason):
         forced = _REASON_CAUSES.get(reason or "")
-        if forced is not None:
-            cause = forced
+        if forced is not None and forced is not cause:
+            cause, sentence = forced, None
             break
     facts = _facts(text, low, masked_low, cause)
-    return Classification(cause=cause, facts=facts, sentence=_sentence(cause, facts), raw=raw)
+    return Classification(cause=cause, facts=facts, sentence=sentence or _sentence(cause, facts), raw=raw)
 
 
 def explain(message: str, event_reason: str | None = None, waiting_reason: str | None = None) -> str:
@@ -615,4 +627,4 @@ def explain(message: str, event_reason: str | None = None, waiting_reason: str |
     for reason in (event_reason, waiting_reason):
         if reason in _REASON_CAUSES:
             return f"reason:{reason}"
-    return _pick_cause(_mask(normalise(message).lower()))[1]
+    return _pick_rule(_mask(normalise(message).lower())).name

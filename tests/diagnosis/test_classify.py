@@ -168,7 +168,7 @@ REAL: list[tuple[Cause, str]] = [
     ),
     # kubelet FailedToRetrieveImagePullSecret event (pkg/kubelet/kubelet_pods.go)
     (
-        Cause.PULL_SECRET_MISSING,
+        Cause.AUTH_FAILED,
         "Unable to retrieve some image pull secrets (regcred); attempting to pull the image may not succeed.",
     ),
 ]
@@ -203,9 +203,10 @@ def test_waiting_reason_decides_when_it_names_the_cause(reason: str, cause: Caus
 
 
 def test_pull_secret_event_reason() -> None:
-    """The FailedToRetrieveImagePullSecret event reason names a missing secret."""
+    """The FailedToRetrieveImagePullSecret event is a message-level auth failure (refined later)."""
     result = classify("anything", event_reason="FailedToRetrieveImagePullSecret")
-    assert result.cause is Cause.PULL_SECRET_MISSING
+    assert result.cause is Cause.AUTH_FAILED
+    assert "pull secret" in classify("Unable to retrieve some image pull secrets (x); attempting").sentence
 
 
 def test_facts_from_containerd_401() -> None:
@@ -279,7 +280,7 @@ def test_facts_rate_limit_digest_url() -> None:
         ("reading manifest denied-401 in quay.io/unauthorized/x509: manifest unknown", Cause.TAG_NOT_FOUND),
         (
             "Unable to retrieve some image pull secrets (timeout-x509); attempting to pull the image may not succeed.",
-            Cause.PULL_SECRET_MISSING,
+            Cause.AUTH_FAILED,
         ),
         # A 5xx from the token endpoint is the registry's fault.
         (
