@@ -598,6 +598,9 @@ def job(name: str, namespace: str = "default", image: str = "busybox:1.36", owne
     meta = _meta(name, namespace)
     if owner is not None:
         meta["ownerReferences"] = [owner_reference(owner)]
+    pod_spec: Obj = {"containers": [container(name, image)], "restartPolicy": "OnFailure"}
+    if owner is not None and owner.get("kind") == "CronJob":
+        pod_spec = copy.deepcopy(owner["spec"]["jobTemplate"]["spec"]["template"]["spec"])
     labels = {
         "batch.kubernetes.io/job-name": name,
         "job-name": name,
@@ -615,7 +618,7 @@ def job(name: str, namespace: str = "default", image: str = "busybox:1.36", owne
             "selector": {"matchLabels": {"batch.kubernetes.io/controller-uid": meta["uid"]}},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [container(name, image)], "restartPolicy": "OnFailure"},
+                "spec": pod_spec,
             },
         },
         "status": {},
