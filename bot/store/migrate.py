@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 from alembic import command
@@ -72,6 +73,11 @@ def _upgrade_on(connection: Connection, config: Config, revision: str) -> None:
     command.upgrade(config, revision)
 
 
+def _downgrade_on(connection: Connection, config: Config, revision: str) -> None:
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
+
+
 def _current_on(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
@@ -93,13 +99,22 @@ async def upgrade(url: str, revision: str = "head") -> None:
 
     Concurrent upgrades are serialised within a process and, on PostgreSQL, across processes (advisory lock).
     """
+    await _run(url, _upgrade_on, revision)
+
+
+async def downgrade(url: str, revision: str) -> None:
+    """Take the database at `url` back to `revision` ("base" drops every table); for development and tests."""
+    await _run(url, _downgrade_on, revision)
+
+
+async def _run(url: str, step: Callable[[Connection, Config, str], None], revision: str) -> None:
     config = alembic_config(url)
     engine = create_async_engine(url, poolclass=pool.NullPool)
     try:
         async with _process_lock(), engine.connect() as conn:
             await _lock(conn)
             try:
-                await conn.run_sync(_upgrade_on, config, revision)
+                await conn.run_sync(step, config, revision)
                 await conn.commit()
             finally:
                 await conn.rollback()  # nothing left after a commit; undoes a failed step's leftovers

@@ -8,11 +8,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from bot.store.migrate import upgrade
-from bot.store.models import ALL_TABLES
+from bot.store.models import metadata
 from bot.store.store import Store
 
 OpenStore = Callable[[], Awaitable[Store]]
@@ -51,9 +50,9 @@ async def migrated_url(schema_url: str) -> str:
     if schema_url.startswith("postgresql"):
         store = await Store.open(schema_url)
         try:
-            async with store.engine.begin() as conn:
-                names = ", ".join(t.name for t in ALL_TABLES)
-                await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            async with store.engine.begin() as conn:  # DELETE is much faster than TRUNCATE on tiny tables
+                for table in reversed(metadata.sorted_tables):
+                    await conn.execute(table.delete())
         finally:
             await store.close()
     return schema_url

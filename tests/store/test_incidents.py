@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from datetime import UTC, timedelta
 
 from bot.model import Cause, IncidentScope, IncidentStatus, OutboxKind
 from bot.store.store import Store
+from tests.store.conftest import OpenStore
 from tests.store.factories import T0, incident, message
 
 
@@ -112,3 +114,16 @@ async def test_count_incidents_by_status_and_cause(store: Store) -> None:
 async def test_ping(store: Store) -> None:
     """A reachable database answers the readiness ping."""
     assert await store.ping()
+
+
+async def test_two_replicas_saving_a_new_incident_make_one_row(open_store: OpenStore) -> None:
+    """Two Store objects saving the same new key at once end with one row and the same id."""
+    first, second = await open_store(), await open_store()
+    for n in range(5):
+        a, b = await asyncio.gather(
+            first.save_incident(incident(f"race-{n}"), [message(f"race-{n}", 0)]),
+            second.save_incident(incident(f"race-{n}", pods_seen=7), [message(f"race-{n}", 0)]),
+        )
+        assert a.id == b.id
+    assert len(await first.open_incidents()) == 5
+    assert (await first.outbox_counts())["pending"] == 5
