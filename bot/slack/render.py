@@ -2,7 +2,8 @@
 
 Everything that comes from the cluster or a registry (names, images, error text) is escaped for mrkdwn: `&`, `<`
 and `>` become entities, so `<!channel>`, `<@U123>` and `<http://x|y>` show as text and never notify or link;
-`@here`-style words get a zero-width joiner; inline code never holds a backtick and code blocks never hold ```.
+`@here`-style words get a word joiner; ``` outside code becomes ''', inline code never holds a backtick and
+code blocks never hold ```.
 Slack's limits are respected: at most 50 blocks, 3000 characters of section text, 10 fields of 2000, 150 characters
 of header, 75 of button text, 2000 of button value; long text is cut cleanly with an ellipsis.
 """
@@ -33,6 +34,7 @@ ELLIPSIS = "…"
 Block = dict[str, object]
 
 _ZWJ = "\u2060"  # word joiner: breaks "@here" and ``` without changing what a reader sees
+_FENCE_BROKEN = "`" + _ZWJ + "`" + _ZWJ + "`"  # inside code blocks
 _BROADCAST = re.compile(r"@(channel|here|everyone)\b", re.IGNORECASE)
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,4}$")
 
@@ -59,7 +61,7 @@ class SlackMessage:
 
 def escape(text: str) -> str:
     """Escape text from the cluster for mrkdwn: entities for `&<>` and no broadcast mentions."""
-    out = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    out = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("```", "'''")
     return _BROADCAST.sub(lambda m: "@" + _ZWJ + m.group(1), out)
 
 
@@ -79,7 +81,7 @@ def code(text: str) -> str:
 
 def code_block(text: str, limit: int = MAX_SECTION) -> str:
     """A fenced code block holding `text` escaped and cut so the whole block fits in `limit` characters."""
-    body = escape(text.replace("```", "`" + _ZWJ + "`" + _ZWJ + "`"))
+    body = escape(text.replace("```", _FENCE_BROKEN))
     body = truncate(body, max(1, limit - 8))
     # A cut may leave a trailing backtick that would merge with the fence.
     if body.endswith("`"):
