@@ -422,8 +422,10 @@ class OutboxWorker:
         return await self._adopt(row, incident, posted_channel, ts), _with_thread(incident, posted_channel, ts)
 
     async def _adopt(self, row: OutboxMessage, incident: Incident | None, channel: str, ts: str) -> _Outcome:
-        await self._store.set_thread(row.incident_key, channel, ts)
+        # mark_outbox_sent records the thread under the row's channel; set_thread after it keeps the channel id
+        # Slack answered with (chat.update needs the id, not a "#name").
         await self._store.mark_outbox_sent(_id(row), ts)
+        await self._store.set_thread(row.incident_key, channel, ts)
         return _SENT
 
     async def _post_reply(self, row: OutboxMessage, incident: Incident, channel: str, thread_ts: str) -> _Outcome:
