@@ -810,6 +810,7 @@ def build_lab(procs: Processes, work: Path, certs: Certs, certs_d: Path, fault: 
     tiny = build_image("amd64", b"tiny\n")  # not the fault registry's image: its blobs must not be cached
     push(plain, "tiny", "1.0", tiny)
     push(basic, "private/app", "1.0", tiny)
+    push(basic, "private/other", "1.0", tiny)  # same 401 text as private/app: a second name keeps messages unique
     arm64 = build_image("arm64", b"arm64 only\n")
     push(plain, "armonly", "arm64-digest", arm64)
     put_manifest(plain, "armonly", "1.0", index_of({"arm64": arm64}), OCI_INDEX)
@@ -842,7 +843,7 @@ def cases(lab: Lab) -> list[Case]:
         # exactly as for a missing tag: the text names tag_not_found; only a registry probe can tell them apart.
         Case("unknown repository", f"{p}/no-such-repo:1.0", "tag_not_found", note="repository is missing"),
         Case("401 without credentials", f"{b}/private/app:1.0", "auth_failed"),
-        Case("401 with wrong credentials", f"{b}/private/app:1.0", "auth_failed", auth=(USER, "wrong-password")),
+        Case("401 with wrong credentials", f"{b}/private/other:1.0", "auth_failed", auth=(USER, "wrong-password")),
         Case("403 on the manifest", f"{f}/forbidden/app:1.0", "repo_not_found_or_no_access"),
         Case("anonymous token refused (403)", f"{f}/token-anonymous/app:1.0", "repo_not_found_or_no_access"),
         Case(
