@@ -417,8 +417,12 @@ def test_migration_hook_job(render: Renderer) -> None:
     (c,) = spec["containers"]
     assert c["args"] == ["db", "upgrade"]
     env = env_of(c)
-    assert env["IMAGEPULL_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] == SECRET
+    assert env["IMAGEPULL_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": SECRET, "key": "database-url"}
     assert not [name for name in env if name.startswith("IMAGEPULL_SLACK__")]
+    owner = {"migrations": {"hook": {"enabled": True, "databaseUrlKey": "database-owner-url"}}}
+    job = only(objects_of(render, owner), "Job")
+    env = env_of(job["spec"]["template"]["spec"]["containers"][0])
+    assert env["IMAGEPULL_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-owner-url"
 
 
 def test_optional_objects(render: Renderer) -> None:

@@ -71,7 +71,7 @@ app.kubernetes.io/part-of: imagepull-doctor
 {{- end -}}
 {{- end -}}
 
-{{/* Environment shared by the bot and the migration Job: the database URL from the existing Secret. */}}
+{{/* The bot's database URL (from the existing Secret) and logging settings. */}}
 {{- define "imagepull-doctor.databaseEnv" -}}
 - name: IMAGEPULL_DATABASE_URL
   valueFrom:
