@@ -473,9 +473,10 @@ def test_subset_renderer_matches_helm(case: str) -> None:
 
 
 @pytest.mark.skipif(HELM is None, reason="helm-python-sdk (Helm's Go engine) is not installed")
-def test_helm_lint_is_clean() -> None:
+@pytest.mark.parametrize("case", sorted(VALUE_SETS))
+def test_helm_lint_is_clean(case: str) -> None:
     """`helm lint --strict` against Kubernetes 1.30 reports no warning or error (only the icon suggestion)."""
-    report = HELM.lint(CHART, BASE, strict=True, kube_version="v1.30.0")
+    report = HELM.lint(CHART, merge_values(BASE, VALUE_SETS[case]), strict=True, kube_version="v1.30.0")
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 
