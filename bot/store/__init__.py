@@ -4,7 +4,7 @@
 """
 
 from bot.store.audit import AuditVerification
-from bot.store.migrate import upgrade
+from bot.store.migrate import migrate, upgrade
 from bot.store.store import Store
 
-__all__ = ["AuditVerification", "Store", "upgrade"]
+__all__ = ["AuditVerification", "Store", "migrate", "upgrade"]

@@ -102,6 +102,11 @@ async def upgrade(url: str, revision: str = "head") -> None:
     await _run(url, _upgrade_on, revision)
 
 
+async def migrate(url: str) -> None:
+    """Bring the database at `url` to the newest schema (the name docs/ARCHITECTURE.md uses for `upgrade`)."""
+    await upgrade(url)
+
+
 async def downgrade(url: str, revision: str) -> None:
     """Take the database at `url` back to `revision` ("base" drops every table); for development and tests."""
     await _run(url, _downgrade_on, revision)

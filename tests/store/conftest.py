@@ -7,6 +7,7 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -86,8 +87,8 @@ def fresh_pg_url() -> Iterator[str]:
 
     try:
         name = create_pg_database("ipd_test_mig")
-    except (OSError, TimeoutError) as exc:
-        unavailable(f"PostgreSQL is unavailable: {exc}")
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        unavailable(f"PostgreSQL at 127.0.0.1:5432 is unavailable: {type(exc).__name__}: {exc}")
         raise
     try:
         yield pg_database_url(name)

@@ -18,6 +18,8 @@ async def test_enqueue_is_idempotent_by_dedup_key(store: Store) -> None:
     assert await store.enqueue([*batch, message("i1", 3)]) == 1
     assert [m.text for m in await store.pending_outbox()] == ["message 0", "message 1", "message 2", "message 3"]
     assert await store.outbox_counts() == {"pending": 4, "sent": 0, "failed": 0}
+    assert await store.enqueue([message("i9", 0), message("i9", 0)]) == 1  # duplicates within one batch too
+    assert await store.enqueue([]) == 0
 
 
 async def test_pending_rows_round_trip_in_id_order(store: Store) -> None:
