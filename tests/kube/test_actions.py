@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
 
 from bot.kube.actions import COPIED_FROM_ANNOTATION, KubeActions
 from bot.kube.dockerconfig import credentials_for, fingerprint, parse_secret
@@ -21,20 +17,8 @@ HOSTILE = ["../etc/passwd", "a;rm -rf /", "UPPER", "x" * 300, "<!channel>", "", 
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[SimCluster]:
-    cluster = SimCluster()
-    await cluster.start()
-    yield cluster
-    await cluster.stop()
-
-
-@pytest.fixture
-async def actions(sim: SimCluster, tmp_path: Path) -> AsyncIterator[KubeActions]:
-    path = sim.write_kubeconfig(tmp_path / "kubeconfig")
-    configuration = k8s.Configuration()
-    await k8s_config.load_kube_config(config_file=str(path), client_configuration=configuration)
-    async with k8s.ApiClient(configuration) as client:
-        yield KubeActions(client)
+def actions(api: Any) -> KubeActions:
+    return KubeActions(api)
 
 
 def controlled_pod(sim: SimCluster) -> str:

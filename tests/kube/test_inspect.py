@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
-
-import pytest
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
 
 from bot.kube.dockerconfig import fingerprint
 from bot.kube.inspect import PROBLEM_FORBIDDEN, PROBLEM_NOT_ALLOWED, Inspector
@@ -21,23 +15,6 @@ from bot.model import SecretCheck, WorkloadRef
 NS = "shop"
 IMAGE = "registry.example:5000/shop/web:1.2"
 PASSWORD = "Hunter2-never-shown"
-
-
-@pytest.fixture
-async def sim() -> AsyncIterator[SimCluster]:
-    cluster = SimCluster(replace_deleted_pods=False)
-    await cluster.start()
-    yield cluster
-    await cluster.stop()
-
-
-@pytest.fixture
-async def api(sim: SimCluster, tmp_path: Path) -> AsyncIterator[Any]:
-    path = sim.write_kubeconfig(tmp_path / "kubeconfig")
-    configuration = k8s.Configuration()
-    await k8s_config.load_kube_config(config_file=str(path), client_configuration=configuration)
-    async with k8s.ApiClient(configuration) as client:
-        yield client
 
 
 def by_name(checks: tuple[SecretCheck, ...]) -> dict[str, SecretCheck]:

@@ -6,12 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
 
 from bot.kube.lease import LeaderElector
 from bot.kube.sim.server import SimCluster
@@ -20,22 +17,9 @@ NS = "imagepull"
 LEASE = "imagepull-doctor"
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[SimCluster]:
-    cluster = SimCluster()
-    await cluster.start()
-    yield cluster
-    await cluster.stop()
-
-
-@pytest.fixture
-async def api(sim: SimCluster, tmp_path: Path) -> AsyncIterator[Any]:
+@pytest.fixture(autouse=True)
+def namespace(sim: SimCluster) -> None:
     sim.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    path = sim.write_kubeconfig(tmp_path / "kubeconfig")
-    configuration = k8s.Configuration()
-    await k8s_config.load_kube_config(config_file=str(path), client_configuration=configuration)
-    async with k8s.ApiClient(configuration) as client:
-        yield client
 
 
 def elector(api: Any, identity: str, **kwargs: Any) -> LeaderElector:
