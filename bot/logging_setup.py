@@ -73,5 +73,5 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(fmt))
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("aiohttp.access", "kubernetes_asyncio.client.rest", "slack_bolt", "slack_sdk"):
+    for noisy in ("aiohttp.access", "kubernetes_asyncio.client.rest", "slack_bolt", "slack_sdk", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

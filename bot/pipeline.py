@@ -87,11 +87,13 @@ class Pipeline:
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
         self._save_lock = asyncio.Lock()
         self._on_diagnosis = on_diagnosis
+        self._failing: set[tuple[str, str]] = set()  # (namespace, pod) reported failing since start
         self.stats = PipelineStats()
 
     async def on_failure(self, failure: PullFailure) -> None:
         """Watcher callback: diagnose (once per workload and cause for a while) and fold into an incident."""
         self.stats.failures_seen += 1
+        self._failing.add((failure.namespace, failure.pod))
         started = time.monotonic()
         classification = classify(failure.message, failure.event_reason, failure.waiting_reason)
         diagnosis = await self.diagnose_cached(failure, classification)
@@ -105,8 +107,15 @@ class Pipeline:
     async def on_recovery(self, recovery: Recovery) -> None:
         """Watcher callback: a container started or its pod went away."""
         self.stats.recoveries_seen += 1
+        if recovery.reason == "pod_deleted":
+            self._failing.discard((recovery.namespace, recovery.pod))
         async with self._save_lock:
             await self._apply(self._book.recover(recovery, self._clock()))
+
+    async def reconcile(self) -> None:
+        """Once the watcher has synced: resolve stored incidents whose pods recovered while nobody watched."""
+        async with self._save_lock:
+            await self._apply(self._book.reconcile(set(self._failing), self._clock()))
 
     async def tick(self) -> None:
         """Release held storms, throttled parent updates and grace-period resolutions."""

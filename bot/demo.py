@@ -1,0 +1,284 @@
+"""`imagepull-doctor demo`: the real bot against a built-in simulated cluster, registry and Slack; exits by itself.
+
+What runs is the production pipeline (bot.app.Bot): the real kubernetes_asyncio client over HTTP to the simulated
+API server, the real registry probe over HTTP to simulated OCI registries, SQLite through SQLAlchemy and Alembic, the
+outbox worker through the real slack_sdk client to a fake Slack Web API (or to real Slack when a bot token is set).
+Only the "kubelet" is played by this module: it writes pod statuses and events with the exact texts containerd and
+kubelet produce for each situation (copied from tests/corpus/containerd.jsonl, which real pulls produced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import SecretStr
+
+from bot.app import Bot
+from bot.kube.sim import objects as k8s
+from bot.kube.sim.server import SimCluster
+from bot.model import AuditEntry, IncidentStatus
+from bot.registry.sim import SimRegistry
+from bot.settings import HASettings, IncidentSettings, KubeSettings, RegistrySettings, Settings, SlackSettings
+from bot.slack.fake_api import FakeSlackApi
+from bot.slack.terminal import render_threads
+
+log = logging.getLogger(__name__)
+
+DNS_HOST = "registry.corp.invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    namespace: str
+    name: str
+    image: str
+    replicas: int
+    error: str | None  # containerd's text after `failed to pull and unpack image "<ref>": `; None: healthy
+
+
+def _resolve_error(ref: str, tail: str) -> str:
+    return f'failed to resolve reference "{ref}": {tail}'
+
+
+def scenario(private_host: str, hub_host: str) -> list[Workload]:
+    """Four failing situations and one healthy workload."""
+    api = f"{private_host}/shop/api:v1.5.0"
+    ledger = f"{private_host}/billing/ledger:2.3.1"
+    worker = f"{DNS_HOST}/platform/worker:3.1"
+    out = [
+        Workload("shop", "api", api, 3, _resolve_error(api, f"{api}: not found")),
+        Workload(
+            "billing",
+            "ledger",
+            ledger,
+            2,
+            _resolve_error(
+                ledger, f"pulling from host {private_host} failed with status code [manifests 2.3.1]: 401 Unauthorized"
+            ),
+        ),
+        Workload(
+            "batch",
+            "worker",
+            worker,
+            1,
+            _resolve_error(
+                worker,
+                f'failed to do request: Head "https://{DNS_HOST}/v2/platform/worker/manifests/3.1": '
+                f"dial tcp: lookup {DNS_HOST} on 10.96.0.10:53: no such host",
+            ),
+        ),
+        Workload("web", "frontend", f"{private_host}/web/frontend:2.0.1", 2, None),
+    ]
+    for ns, name, repo in (
+        ("cache", "redis", "library/redis:7.2"),
+        ("data", "postgres", "library/postgres:16"),
+        ("search", "elastic", "library/elasticsearch:8.11"),
+    ):
+        image = f"{hub_host}/{repo}"
+        tag = repo.rsplit(":", 1)[1]
+        tail = f"pulling from host {hub_host} failed with status code [manifests {tag}]: 429 Too Many Requests"
+        out.append(Workload(ns, name, image, 1, _resolve_error(image, tail)))
+    return out
+
+
+class DemoKubelet:
+    """Plays kubelet on the simulated cluster: creates the workloads' objects and their pull-failure statuses."""
+
+    def __init__(self, cluster: SimCluster) -> None:
+        self.cluster = cluster
+        self.pods: dict[tuple[str, str], list[dict[str, object]]] = {}
+
+    def seed(self, workloads: list[Workload]) -> None:
+        self.cluster.put(k8s.node("node-a", arch="amd64"))
+        self.cluster.put(k8s.node("node-b", arch="amd64"))
+        for ns in sorted({"default", *(w.namespace for w in workloads)}):
+            self.cluster.put(k8s.namespace(ns))
+            self.cluster.put(k8s.service_account("default", ns))
+        for w in workloads:
+            self.start(w)
+
+    def start(self, w: Workload) -> None:
+        deploy = k8s.deployment(w.name, w.namespace, w.image, w.replicas)
+        rs = k8s.replicaset(deploy)
+        self.cluster.put(deploy)
+        self.cluster.put(rs)
+        pods = []
+        for i in range(w.replicas):
+            node = "node-a" if i % 2 == 0 else "node-b"
+            if w.error is None:
+                pod = k8s.set_running(k8s.pod_for(rs, i, node_name=node), w.name)
+            else:
+                message = k8s.pull_error(w.image, w.error)
+                pod = k8s.pod_for(rs, i, waiting={w.name: ("ErrImagePull", message)}, node_name=node)
+            pod = self.cluster.put(pod)
+            pods.append(pod)
+            if w.error is not None:
+                self.cluster.put(k8s.failed_pull_event(pod, w.name, k8s.pull_error(w.image, w.error)))
+        self.pods[(w.namespace, w.name)] = pods
+
+    def back_off(self) -> None:
+        """ImagePullBackOff after the first failure, as kubelet reports it."""
+        for (_, name), pods in self.pods.items():
+            for pod in pods:
+                current = self.cluster.get("Pod", pod["metadata"]["namespace"], pod["metadata"]["name"])  # type: ignore[index]
+                if current is None:
+                    continue
+                statuses = current.get("status", {}).get("containerStatuses", [])
+                if statuses and statuses[0].get("state", {}).get("waiting"):
+                    image = statuses[0]["image"]
+                    message = f'Back-off pulling image "{image}"'
+                    self.cluster.put(k8s.set_waiting(current, name, "ImagePullBackOff", message))
+
+    def fix(self, namespace: str, name: str, image: str) -> None:
+        """The team pushes the right tag: the rollout's new image pulls and the containers start."""
+        for pod in self.pods.get((namespace, name), []):
+            current = self.cluster.get("Pod", namespace, pod["metadata"]["name"])  # type: ignore[index]
+            if current is None:
+                continue
+            self.cluster.put(k8s.set_running(k8s.set_image(current, name, image), name))
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], deadline: float, step: float = 0.2) -> bool:
+    while time.monotonic() < deadline:
+        if await condition():
+            return True
+        await asyncio.sleep(step)
+    return await condition()
+
+
+def demo_settings(base: Settings, workdir: Path, kubeconfig: Path, hosts: list[str], slack_url: str | None) -> Settings:
+    """The bot's settings for the demo: SQLite in the work folder, the simulated cluster, fast timings."""
+    slack = base.slack
+    if slack_url is not None:
+        slack = SlackSettings(
+            bot_token=SecretStr("xoxb-demo-not-a-real-token"), base_url=slack_url, default_channel="#imagepull-demo"
+        )
+    return Settings(
+        database_url=f"sqlite+aiosqlite:///{workdir / 'imagepull-doctor.db'}",
+        log_level=base.log_level,
+        slack=slack,
+        kube=KubeSettings(kubeconfig=kubeconfig, cluster_name="demo", exclude_namespaces=["kube-system"]),
+        registry=RegistrySettings(insecure_registries=hosts, probe_budget_s=3.0),
+        incidents=IncidentSettings(storm_window_s=1.0, update_interval_s=1.0, resolve_grace_s=2.0),
+        ha=HASettings(lease_namespace="default", lease_duration_s=6.0, renew_s=1.0, identity="demo-bot"),
+    )
+
+
+async def run_demo(settings: Settings, *, seconds: float = 45.0, workdir: str = ".demo") -> int:
+    """Run the scenario end to end; print each Slack thread; 0 when every expected thread was posted."""
+    started = time.monotonic()
+    deadline = started + seconds
+    wd = await asyncio.to_thread(_fresh_workdir, Path(workdir))
+    async with contextlib.AsyncExitStack() as stack:
+        cluster = SimCluster(bookmark_interval_s=2.0, replace_deleted_pods=True)
+        await cluster.start()
+        stack.push_async_callback(cluster.stop)
+        private, hub = SimRegistry(), SimRegistry()
+        private_host, hub_host = await private.start(), await hub.start()
+        stack.push_async_callback(private.stop)
+        stack.push_async_callback(hub.stop)
+        for tag in ("1.4.0", "1.4.1", "1.5.0", "1.5.1"):
+            private.add_image("shop/api", tag)
+        private.add_image("web/frontend", "2.0.1")
+        private.add_image("billing/ledger", "2.3.1")
+        private.require_auth("billing/*", "ci-bot", "demo-password-not-real")
+        hub.set_fault("rate_limit")
+        hub.ratelimit = (100, 0)
+
+        fake: FakeSlackApi | None = None
+        if not settings.slack.configured:
+            fake = FakeSlackApi()
+            await fake.start()
+            stack.push_async_callback(fake.close)
+        kubeconfig = cluster.write_kubeconfig(wd / "kubeconfig")
+        s = demo_settings(settings, wd, kubeconfig, [private_host, hub_host], fake.url if fake else None)
+        workloads = scenario(private_host, hub_host)
+        kubelet = DemoKubelet(cluster)
+        kubelet.seed(workloads)
+        print(
+            f"demo: simulated cluster {cluster.url}, registries {private_host} (private) and {hub_host} "
+            f"(rate-limited), unresolvable {DNS_HOST}; {len(workloads)} workloads, "
+            f"{sum(1 for w in workloads if w.error)} failing"
+        )
+
+        bot = await Bot.create(s)
+        stack.push_async_callback(bot.close)
+        tasks = [asyncio.create_task(bot.outbox.run()), asyncio.create_task(bot.run_leader_elected())]
+
+        async def stop_tasks() -> None:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+
+        stack.push_async_callback(stop_tasks)
+
+        expected = 4  # wrong tag, private image, unresolvable host, one registry incident for the rate limit
+
+        async def all_posted() -> bool:
+            incidents = await bot.store.open_incidents("demo")
+            counts = await bot.store.outbox_counts()
+            return len(incidents) >= expected and all(i.thread_ts for i in incidents) and counts.get("pending", 0) == 0
+
+        ok = await _until(all_posted, deadline - 8)
+        kubelet.back_off()
+        print(
+            f"demo: {'all' if ok else 'NOT all'} incidents posted after {time.monotonic() - started:.1f}s; "
+            "now the team fixes shop/api (tag 1.5.0)"
+        )
+        kubelet.fix("shop", "api", f"{private_host}/shop/api:1.5.0")
+
+        async def api_resolved() -> bool:
+            incidents = await bot.store.recent_incidents(limit=50, cluster="demo")
+            done = [i for i in incidents if i.workload.name == "api" and i.status is IncidentStatus.RESOLVED]
+            counts = await bot.store.outbox_counts()
+            return bool(done) and counts.get("pending", 0) == 0
+
+        resolved = await _until(api_resolved, deadline)
+        await bot.store.append_audit(
+            AuditEntry(
+                actor_id="demo",
+                actor_name="imagepull-doctor demo",
+                action="demo.completed",
+                target="demo",
+                params={"incidents": str(len(await bot.store.recent_incidents(limit=50, cluster="demo")))},
+                result="ok" if ok and resolved else "incomplete",
+                at=_now(),
+            )
+        )
+        if fake is not None:
+            print(render_threads(fake.threads()))
+        incidents = await bot.store.recent_incidents(limit=50, cluster="demo")
+        print("\nincidents in", s.database_url)
+        for inc in incidents:
+            print(
+                f"  {inc.status.value:<9} {inc.cause.value:<28} {inc.namespace}/{inc.workload} "
+                f"pods_seen={inc.pods_seen} thread={inc.thread_ts}"
+            )
+        verdict = await bot.store.verify_audit()
+        print(f"audit log: {verdict.checked} rows, chain {'intact' if verdict.ok else 'BROKEN'}")
+        healthy = [i for i in incidents if i.workload.name == "frontend"]
+        success = ok and resolved and not healthy
+        print(f"demo: {'done' if success else 'INCOMPLETE'} in {time.monotonic() - started:.1f}s")
+        return 0 if success else 1
+
+
+def _fresh_workdir(path: Path) -> Path:
+    """The demo's folder, without the database of an earlier run."""
+    wd = path.resolve()
+    wd.mkdir(parents=True, exist_ok=True)
+    for stale in wd.glob("imagepull-doctor.db*"):
+        stale.unlink()
+    return wd
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
