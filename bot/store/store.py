@@ -383,7 +383,16 @@ class Store:
                 await conn.execute(
                     update(OUTBOX)
                     .where(OUTBOX.c.id.in_([r["id"] for r in rows]))
-                    .values(claimed_by=worker_id, claimed_until=now + timedelta(seconds=lease_s))
+                    .values(
+                        claimed_by=worker_id,
+                        claimed_until=now + timedelta(seconds=lease_s),
+                        # A pending row claimed before, with no attempt recorded, was taken by a worker that died
+                        # mid-send: count that attempt so the next worker reconciles before it posts again.
+                        attempts=case(
+                            (and_(OUTBOX.c.claimed_by.is_not(None), OUTBOX.c.attempts == 0), 1),
+                            else_=OUTBOX.c.attempts,
+                        ),
+                    )
                 )
         return [_outbox_from_row(r) for r in rows]
 

@@ -125,5 +125,8 @@ async def test_an_expired_lease_is_claimable_again(store: Store) -> None:
     (row,) = await store.claim_outbox(5, "w1", lease_s=30, now=now)
     assert await store.claim_outbox(5, "w2", lease_s=30, now=now + timedelta(seconds=10)) == []
     assert await store.pending_outbox(now=now + timedelta(seconds=10)) == []
+    assert row.id is not None and await store.outbox_attempts(row.id) == 0
     again = await store.claim_outbox(5, "w2", lease_s=30, now=now + timedelta(seconds=31))
     assert [m.id for m in again] == [row.id]
+    # The dead worker may have reached Slack: the take-over counts as an attempt, so the next sender reconciles.
+    assert await store.outbox_attempts(row.id) == 1
