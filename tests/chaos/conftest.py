@@ -1,0 +1,372 @@
+"""End-to-end harness for the chaos tests: the real bot against SimCluster, SimRegistry and FakeSlackApi.
+
+`World` starts the three fakes and plays kubelet (bot.demo.DemoKubelet); `BotRunner` runs the bot in this process
+as bot/demo.py wires it (Bot.create, the outbox worker, the leader-elected watcher); `BotProcess` runs it as a
+subprocess (`python -m bot.testing`) that a test may SIGKILL. `check_invariants` states what must hold after any
+fault: one parent per incident, resolved incidents closed, no reply twice, the audit chain intact, nothing left in
+the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from bot.app import Bot
+from bot.demo import DemoKubelet, Workload
+from bot.kube.sim import objects as k8s
+from bot.kube.sim.server import SimCluster
+from bot.model import AuditEntry, Incident, IncidentStatus
+from bot.registry.sim import SimRegistry
+from bot.settings import Settings
+from bot.slack.fake_api import FakeSlackApi, Message
+from bot.store.store import Store
+from bot.testing import Tuning, settings_dict, tune
+from tests.conftest import create_pg_database, drop_pg_database, pg_database_url, unavailable
+
+TOKEN = "xoxb-chaos-not-a-real-token"
+FAST = Tuning(outbox_lease_s=2.0, rate_per_channel=None, poll_interval_s=0.1)
+GOOD_TAG = "1.0.0"
+BAD_TAG = "9.9.9"
+
+
+# ---- databases: a fresh one per test, so no row of another test can be sent to this test's fake Slack ----
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.integration),
+    ]
+)
+def chaos_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL per backend: a new SQLite file, or a new PostgreSQL database dropped after the test."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'chaos.db'}"
+        return
+    yield from _fresh_pg()
+
+
+@pytest.fixture
+def pg_db() -> Iterator[str]:
+    """A new PostgreSQL database for one test (skips, or fails in CI, when the server is down)."""
+    yield from _fresh_pg()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> str:
+    """A new SQLite file."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'chaos.db'}"
+
+
+def _fresh_pg() -> Iterator[str]:
+    try:
+        name = create_pg_database("ipd_chaos")
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        unavailable(f"PostgreSQL is unavailable: {type(exc).__name__}: {exc}")
+        raise
+    try:
+        yield pg_database_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+# ---- waiting ----
+
+
+async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float, what: str, step: float = 0.05) -> None:
+    """Poll `condition` until true; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await condition():
+            return
+        await asyncio.sleep(step)
+    if not await condition():
+        raise AssertionError(f"not within {timeout}s: {what}")
+
+
+# ---- the world: cluster, registry, Slack ----
+
+
+@dataclass
+class World:
+    """The simulated cluster, one registry and the fake Slack, with kubelet played by DemoKubelet."""
+
+    tmp: Path
+    db_url: str
+    cluster: SimCluster = field(default_factory=lambda: SimCluster(bookmark_interval_s=0.5))
+    registry: SimRegistry = field(default_factory=SimRegistry)
+    slack: FakeSlackApi = field(default_factory=lambda: FakeSlackApi(token=TOKEN))
+    name: str = field(default_factory=lambda: f"chaos-{secrets.token_hex(3)}")
+    host: str = ""
+    kubeconfig: Path | None = None
+    kubelet: DemoKubelet | None = None
+
+    async def start(self) -> None:
+        await self.cluster.start()
+        self.host = await self.registry.start()
+        await self.slack.start()
+        self.kubeconfig = self.cluster.write_kubeconfig(self.tmp / "kubeconfig")
+        self.kubelet = DemoKubelet(self.cluster)
+        self.cluster.put(k8s.namespace("default"))
+        self.cluster.put(k8s.node("node-a", arch="amd64"))
+        self.cluster.put(k8s.node("node-b", arch="amd64"))
+
+    async def stop(self) -> None:
+        await self.slack.close()
+        await self.registry.stop()
+        await self.cluster.stop()
+
+    def settings_data(self, identity: str = "chaos-bot-0", log_level: str = "INFO") -> dict[str, Any]:
+        """The bot's settings as JSON-able data (for a subprocess)."""
+        assert self.kubeconfig is not None
+        return settings_dict(
+            database_url=self.db_url,
+            kubeconfig=self.kubeconfig,
+            cluster_name=self.name,
+            slack_url=self.slack.url,
+            bot_token=TOKEN,
+            insecure_registries=[self.host],
+            identity=identity,
+            log_level=log_level,
+        )
+
+    def settings(self, identity: str = "chaos-bot-0") -> Settings:
+        """The bot's settings for this world."""
+        return Settings.model_validate(self.settings_data(identity))
+
+    # ---- kubelet ----
+
+    def image(self, namespace: str, name: str, tag: str) -> str:
+        return f"{self.host}/{namespace}/{name}:{tag}"
+
+    def fail(self, namespace: str, name: str, replicas: int = 1) -> None:
+        """Start a workload whose tag does not exist (the registry has only GOOD_TAG): ErrImagePull."""
+        assert self.kubelet is not None
+        self.registry.add_image(f"{namespace}/{name}", GOOD_TAG)
+        image = self.image(namespace, name, BAD_TAG)
+        ref = image
+        error = f'failed to resolve reference "{ref}": {ref}: not found'
+        self.cluster.put(k8s.service_account("default", namespace))
+        self.kubelet.start(Workload(namespace, name, image, replicas, error))
+
+    def fix(self, namespace: str, name: str) -> None:
+        """The team fixes the tag: the pods' containers start."""
+        assert self.kubelet is not None
+        self.kubelet.fix(namespace, name, self.image(namespace, name, GOOD_TAG))
+
+    # ---- Slack as the fake saw it ----
+
+    def parents(self) -> list[Message]:
+        return [m for m in self.slack.messages if m.thread_ts is None]
+
+    def parent_keys(self) -> Counter[str]:
+        """How many parents the fake holds per incident key (from the message metadata)."""
+        return Counter(key for m in self.parents() if (key := incident_key(m)) is not None)
+
+
+def incident_key(message: Message) -> str | None:
+    """The incident key a parent carries in its metadata (event_payload.incident_key)."""
+    payload = (message.metadata or {}).get("event_payload") or {}
+    key = payload.get("incident_key") if isinstance(payload, dict) else None
+    return str(key) if key is not None else None
+
+
+@pytest.fixture
+async def world_factory(tmp_path: Path) -> AsyncIterator[Callable[[str], Awaitable[World]]]:
+    """Start worlds on a given database URL; stopped after the test."""
+    worlds: list[World] = []
+
+    async def make(db_url: str) -> World:
+        w = World(tmp_path, db_url)
+        await w.start()
+        worlds.append(w)
+        return w
+
+    yield make
+    for w in worlds:
+        await w.stop()
+
+
+# ---- the bot in this process ----
+
+
+class BotRunner:
+    """The bot as bot/demo.py runs it: Bot.create, outbox.run and run_leader_elected as tasks."""
+
+    def __init__(self, settings: Settings, tuning: Tuning = FAST) -> None:
+        self.settings = settings
+        self.tuning = tuning
+        self.bot: Bot | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> Bot:
+        bot = await Bot.create(self.settings)
+        tune(bot, self.tuning)
+        self.bot = bot
+        self._tasks = [asyncio.create_task(bot.outbox.run()), asyncio.create_task(bot.run_leader_elected())]
+        return bot
+
+    def failed(self) -> BaseException | None:
+        """The exception a bot task died of, if any (a chaos test fails on it)."""
+        for t in self._tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
+                return t.exception()
+        return None
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        if self.bot is not None:
+            await self.bot.close()
+            self.bot = None
+
+
+@contextlib.asynccontextmanager
+async def running_bot(settings: Settings, tuning: Tuning = FAST) -> AsyncIterator[BotRunner]:
+    """Run the bot in this process for the duration of the block."""
+    runner = BotRunner(settings, tuning)
+    await runner.start()
+    try:
+        yield runner
+    finally:
+        await runner.stop()
+
+
+# ---- the bot as a subprocess ----
+
+
+class BotProcess:
+    """`python -m bot.testing` with this world's settings; `kill()` sends SIGKILL."""
+
+    def __init__(self, world: World, log_path: Path, identity: str = "chaos-bot-0", tuning: Tuning = FAST) -> None:
+        self.world = world
+        self.log_path = log_path
+        self.identity = identity
+        self.tuning = tuning
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        args = [
+            sys.executable,
+            "-m",
+            "bot.testing",
+            json.dumps(self.world.settings_data(self.identity)),
+            json.dumps(
+                {
+                    "outbox_lease_s": self.tuning.outbox_lease_s,
+                    "rate_per_channel": self.tuning.rate_per_channel,
+                    "poll_interval_s": self.tuning.poll_interval_s,
+                }
+            ),
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPULL_")}
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=self.world.tmp, env=env)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no lease release, rows left claimed."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+# ---- expectations ----
+
+
+async def open_store(url: str) -> Store:
+    return await Store.open(url)
+
+
+async def settled(world: World, store: Store, *, open_: set[str], resolved: set[str], outbox_idle: bool = True) -> bool:
+    """True when the store holds exactly these open/resolved workloads, all posted, and the outbox is empty."""
+    incidents = await store.recent_incidents(limit=1000, cluster=world.name)
+    now_open = {i.workload.name for i in incidents if i.status is IncidentStatus.OPEN}
+    now_resolved = {i.workload.name for i in incidents if i.status is IncidentStatus.RESOLVED} - now_open
+    if now_open != open_ or now_resolved != resolved:
+        return False
+    if any(i.thread_ts is None for i in incidents):
+        return False
+    if not outbox_idle:
+        return True
+    counts = await store.outbox_counts()
+    return counts.get("pending", 0) == 0
+
+
+async def check_invariants(world: World, store: Store) -> list[Incident]:
+    """Assert the "never twice, never lost" guarantees; return the incidents of the world's cluster."""
+    incidents = await store.recent_incidents(limit=1000, cluster=world.name)
+    keys = world.parent_keys()
+    # One parent per incident key, and a parent for every incident.
+    assert all(n == 1 for n in keys.values()), f"duplicate parents: {keys}"
+    assert set(keys) == {i.key for i in incidents}, f"parents {sorted(keys)} vs incidents {[i.key for i in incidents]}"
+    assert len(world.parents()) == len(keys), "a parent without incident metadata"
+    by_key = {incident_key(m): m for m in world.parents()}
+    for inc in incidents:
+        parent = by_key[inc.key]
+        assert inc.thread_ts == parent.ts, f"{inc.key}: stored thread {inc.thread_ts}, posted {parent.ts}"
+        replies = [m for m in world.slack.messages if m.thread_ts == parent.ts and m.channel == parent.channel]
+        texts = Counter(m.text for m in replies)
+        assert all(n == 1 for n in texts.values()), f"{inc.key}: a reply posted twice: {texts}"
+        ids = Counter(
+            (m.metadata or {}).get("event_payload", {}).get("outbox_id") for m in replies if m.metadata is not None
+        )
+        assert all(n == 1 for n in ids.values()), f"{inc.key}: an outbox row posted twice: {ids}"
+        assert replies, f"{inc.key}: no diagnosis reply"
+        if inc.status is IncidentStatus.RESOLVED:
+            assert parent.text.startswith("RESOLVED"), f"{inc.key}: parent not edited to resolved: {parent.text!r}"
+            assert any(m.text.startswith("Resolved") for m in replies), f"{inc.key}: no closing reply"
+        else:
+            assert parent.text.startswith("OPEN"), f"{inc.key}: open but the parent says {parent.text!r}"
+            assert not any(m.text.startswith("Resolved") for m in replies), f"{inc.key}: open but closed in Slack"
+    verdict = await store.verify_audit()
+    assert verdict.ok, f"audit chain broken: {verdict}"
+    counts = await store.outbox_counts()
+    assert counts.get("pending", 0) == 0 and counts.get("failed", 0) == 0, f"outbox not clean: {counts}"
+    return incidents
+
+
+async def audit(store: Store, action: str, target: str) -> None:
+    """Write an audit row, as a flow would (so the chain verified at the end is not empty)."""
+    await store.append_audit(
+        AuditEntry(
+            actor_id="U0CHAOS",
+            actor_name="chaos",
+            action=action,
+            target=target,
+            params={"test": "chaos"},
+            result="ok",
+            at=datetime.now(UTC),
+        )
+    )
