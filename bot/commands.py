@@ -18,11 +18,10 @@ log = logging.getLogger(__name__)
 
 
 async def run(settings: Settings) -> int:
-    """Run until SIGTERM/SIGINT: health endpoints, outbox worker, Slack app, leader-elected watcher."""
-    from bot.flows import Flows
-    from bot.slack.app import build_app, http_routes, run_socket_mode
-    from handlers import register_all
+    """Run until SIGTERM/SIGINT: health endpoints, outbox worker, Slack app, leader-elected watcher.
 
+    Without a Slack app token in Socket Mode, nothing could reach the Slack app: it is not built, and the bot
+    only watches, diagnoses and posts."""
     if not settings.slack.configured:
         print(
             "imagepull-doctor: setting slack.bot_token (IMAGEPULL_SLACK__BOT_TOKEN) is required for run",
@@ -30,8 +29,6 @@ async def run(settings: Settings) -> int:
         )
         return 2
     bot = await Bot.create(settings)
-    flows = Flows.from_bot(bot)
-    app = build_app(settings, client=bot.slack, register=lambda a: register_all(a, flows))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -41,10 +38,18 @@ async def run(settings: Settings) -> int:
         asyncio.create_task(bot.outbox.run(), name="outbox"),
         asyncio.create_task(bot.run_leader_elected(), name="leader"),
     ]
-    if settings.slack.mode == "http":
-        cleanups.append(await serve(http_routes(app), settings.slack.http_port))
-    elif settings.slack.app_token is not None:
-        tasks.append(asyncio.create_task(run_socket_mode(app, settings.slack.app_token.get_secret_value())))
+    if settings.slack.mode == "http" or settings.slack.app_token is not None:
+        from bot.flows import Flows
+        from bot.slack.app import build_app, http_routes, run_socket_mode
+        from handlers import register_all
+
+        flows = Flows.from_bot(bot)
+        app = build_app(settings, client=bot.slack, register=lambda a: register_all(a, flows))
+        if settings.slack.mode == "http":
+            cleanups.append(await serve(http_routes(app), settings.slack.http_port))
+        elif settings.slack.app_token is not None:
+            token = settings.slack.app_token.get_secret_value()
+            tasks.append(asyncio.create_task(run_socket_mode(app, token), name="socket-mode"))
     else:
         log.warning("no Slack app token: Socket Mode off, slash commands and buttons will not reach this bot")
     waiter = asyncio.create_task(stop.wait())

@@ -151,6 +151,12 @@ class IncidentBook:
 
     # ---- restore after a restart ----
 
+    def clear(self) -> None:
+        """Forget every incident and held failure (before `load` on a replica that starts leading)."""
+        self._by_fp.clear()
+        self._pod_index.clear()
+        self._held.clear()
+
     def load(self, incidents: Sequence[Incident], fp_of: Callable[[Incident], str] | None = None) -> None:
         """Adopt stored incidents (open ones, and resolved ones still inside the relapse window)."""
         for inc in incidents:

@@ -1,12 +1,27 @@
-"""Prometheus metrics and the /metrics, /healthz, /readyz endpoints (aiohttp)."""
+"""Prometheus metrics and the /metrics, /healthz, /readyz endpoints (aiohttp).
+
+Metric names (documented in docs/OPERATIONS.md): `imagepull_incidents_open{cause}`, `imagepull_incidents_total{cause}`,
+`imagepull_diagnosis_seconds`, `imagepull_registry_probe_total{outcome}`, `imagepull_slack_calls_total{method,result}`,
+`imagepull_slack_retries_total`, `imagepull_watch_restarts_total{resource}`, `imagepull_leader`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from bot.imageref import ImageRef
+from bot.model import Credentials, Incident, IncidentStatus, OutboxKind, OutboxMessage, ProbeResult
+
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -40,9 +55,121 @@ class Metrics:
             "imagepull_watch_restarts_total", "Watch streams restarted", ["resource"], registry=self.registry
         )
         self.leader = Gauge("imagepull_leader", "1 when this replica leads (watches and posts)", registry=self.registry)
+        self._before_render: list[Callable[[], None]] = []
+        self._totals: dict[tuple[int, str], float] = {}
+        self._open: dict[str, str] = {}  # incident key -> cause, of open incidents
+        self._causes_seen: set[str] = set()
+
+    def before_render(self, hook: Callable[[], None]) -> None:
+        """Run `hook` before each render (copies counters kept elsewhere, e.g. by the outbox worker)."""
+        self._before_render.append(hook)
+
+    def sync_total(self, counter: Any, source: str, total: float) -> None:
+        """Advance `counter` (a metric or labelled child) to follow a monotonic `total` kept by `source`.
+
+        A new source (e.g. the watcher of a new leadership term) starts from zero again: name it differently."""
+        key = (id(counter), source)
+        last = self._totals.get(key, 0.0)
+        if total > last:
+            counter.inc(total - last)
+        self._totals[key] = max(last, total)
+
+    # ---- incidents ----
+
+    def incident_saved(self, incident: Incident, outbox: Sequence[OutboxMessage]) -> None:
+        """Count a stored incident change: a new thread counts as opened; open incidents are gauged by cause."""
+        cause = incident.cause.value
+        if any(m.kind is OutboxKind.POST_PARENT for m in outbox):
+            self.incidents_total.labels(cause=cause).inc()
+        if incident.status is IncidentStatus.OPEN:
+            self._open[incident.key] = cause
+        else:
+            self._open.pop(incident.key, None)
+        self._set_open()
+
+    def reset_open(self, incidents: Iterable[Incident]) -> None:
+        """Gauge exactly these open incidents (when the book is reloaded; empty when not leading)."""
+        self._open = {i.key: i.cause.value for i in incidents if i.status is IncidentStatus.OPEN}
+        self._set_open()
+
+    def _set_open(self) -> None:
+        counts: dict[str, int] = {}
+        for cause in self._open.values():
+            counts[cause] = counts.get(cause, 0) + 1
+        self._causes_seen.update(counts)
+        for cause in self._causes_seen:
+            self.incidents_open.labels(cause=cause).set(counts.get(cause, 0))
 
     def render(self) -> bytes:
+        """The text exposition of every metric."""
+        for hook in self._before_render:
+            try:
+                hook()
+            except Exception:
+                log.exception("metrics hook failed")
         return generate_latest(self.registry)
+
+
+class MeteredProber:
+    """A registry prober that counts each probe's outcome (`imagepull_registry_probe_total`)."""
+
+    def __init__(self, prober: Any, metrics: Metrics) -> None:
+        self._prober = prober
+        self._metrics = metrics
+
+    async def probe(self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None) -> ProbeResult:
+        """Probe through the wrapped prober and count the outcome ("exception" when it raised)."""
+        try:
+            result: ProbeResult = await self._prober.probe(ref, credentials, node_platform)
+        except Exception:
+            self._metrics.probe_outcomes.labels(outcome="exception").inc()
+            raise
+        self._metrics.probe_outcomes.labels(outcome=result.outcome.value).inc()
+        return result
+
+
+class MeteredWebClient(AsyncWebClient):
+    """An AsyncWebClient that counts each Web API call by method and result (`ok`, Slack's error code, ...)."""
+
+    metrics: Metrics | None = None
+
+    @classmethod
+    def like(cls, client: AsyncWebClient, metrics: Metrics) -> MeteredWebClient:
+        """A metered client with the same token, base URL, session, timeouts and retry handlers as `client`."""
+        metered = cls(
+            token=client.token,
+            base_url=client.base_url,
+            timeout=client.timeout,
+            ssl=client.ssl,
+            proxy=client.proxy,
+            session=client.session,
+            trust_env_in_session=client.trust_env_in_session,
+            headers=dict(client.headers or {}),
+            team_id=client.default_params.get("team_id"),
+            retry_handlers=list(client.retry_handlers),
+        )
+        metered.metrics = metrics
+        return metered
+
+    async def api_call(self, api_method: str, **kwargs: Any) -> AsyncSlackResponse:
+        """Call the Web API and count the result (the copy the outbox makes keeps the counting)."""
+        try:
+            response: AsyncSlackResponse = await super().api_call(api_method, **kwargs)
+        except SlackApiError as exc:
+            data = getattr(exc.response, "data", None)
+            error = data.get("error") if isinstance(data, dict) else None
+            status = getattr(exc.response, "status_code", 0)
+            self._count(api_method, str(error or f"http_{status}"))
+            raise
+        except Exception as exc:
+            self._count(api_method, type(exc).__name__)
+            raise
+        self._count(api_method, "ok")
+        return response
+
+    def _count(self, method: str, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.slack_calls.labels(method=method, result=result).inc()
 
 
 Check = Callable[[], Awaitable[bool]]

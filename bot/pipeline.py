@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -17,6 +17,7 @@ from bot.diagnosis.classify import classify
 from bot.diagnosis.verify import probe_target, verify
 from bot.imageref import ImageRef
 from bot.incidents import Change, IncidentBook
+from bot.logging_setup import incident_id
 from bot.model import (
     Cause,
     Classification,
@@ -75,6 +76,7 @@ class Pipeline:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         diagnosis_ttl_s: float = 30.0,
         on_diagnosis: Callable[[PullFailure, Diagnosis, float], Awaitable[None] | None] | None = None,
+        on_saved: Callable[[Incident, tuple[OutboxMessage, ...]], None] | None = None,
     ) -> None:
         self._book = book
         self._store = store
@@ -87,8 +89,16 @@ class Pipeline:
         self._locks: dict[tuple[str, ...], asyncio.Lock] = {}
         self._save_lock = asyncio.Lock()
         self._on_diagnosis = on_diagnosis
+        self._on_saved = on_saved
         self._failing: set[tuple[str, str]] = set()  # (namespace, pod) reported failing since start
         self.stats = PipelineStats()
+
+    async def restore(self, incidents: Sequence[Incident]) -> None:
+        """Start over from stored incidents: a replica that becomes leader forgets what it knew and reloads."""
+        async with self._save_lock:
+            self._book.clear()
+            self._book.load(incidents)
+            self._failing.clear()
 
     async def on_failure(self, failure: PullFailure) -> None:
         """Watcher callback: diagnose (once per workload and cause for a while) and fold into an incident."""
@@ -181,9 +191,23 @@ class Pipeline:
     async def _apply(self, changes: list[Change]) -> None:
         sent = False
         for change in changes:
-            stored = await self._store.save_incident(change.incident, change.outbox)
-            self._book.adopt(replace(stored, snoozed_until=stored.snoozed_until, muted=stored.muted))
-            self.stats.changes_saved += 1
-            sent = sent or bool(change.outbox)
+            token = incident_id.set(change.incident.key)
+            try:
+                stored = await self._store.save_incident(change.incident, change.outbox)
+                self._book.adopt(replace(stored, snoozed_until=stored.snoozed_until, muted=stored.muted))
+                self.stats.changes_saved += 1
+                sent = sent or bool(change.outbox)
+                log.log(
+                    logging.INFO if change.outbox else logging.DEBUG,
+                    "incident %s %s: %d pods, %d Slack writes queued",
+                    change.incident.key,
+                    change.incident.status.value,
+                    len(change.incident.pods),
+                    len(change.outbox),
+                )
+                if self._on_saved is not None:
+                    self._on_saved(stored, change.outbox)
+            finally:
+                incident_id.reset(token)
         if sent:
             self._wake()
