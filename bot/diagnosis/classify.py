@@ -12,7 +12,9 @@ step they interrupted, and gRPC status codes are a last resort.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from bot import imageref
 from bot.model import Cause, Classification, Facts
@@ -22,26 +24,25 @@ __all__ = ["RULES", "Rule", "classify", "normalise"]
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One named rule: any needle present, the regex (if any) found, no veto present."""
+    """One named rule: no veto present, and a needle present or a hint present and the regex found."""
 
     name: str
     cause: Cause
-    needles: tuple[str, ...]
-    regex: re.Pattern[str] | None = None
+    needles: tuple[str, ...]  # words that alone decide the rule
+    regex: re.Pattern[str] | None = None  # read only when a hint is present and no needle is
     unless: tuple[str, ...] = ()
     sentence: str | None = None  # a sentence fitter than the cause's own, when the rule knows more
+    hints: tuple[str, ...] = ()  # words too broad alone: the regex decides
 
     def matches(self, text: str) -> bool:
         """Whether the masked, lowercase `text` triggers this rule."""
-        for needle in self.needles:
-            if needle in text:
-                break
-        else:
+        if any(veto in text for veto in self.unless):
             return False
-        for veto in self.unless:
-            if veto in text:
-                return False
-        return self.regex is None or self.regex.search(text) is not None
+        if any(needle in text for needle in self.needles):
+            return True
+        return (
+            self.regex is not None and any(hint in text for hint in self.hints) and self.regex.search(text) is not None
+        )
 
 
 def _re(pattern: str) -> re.Pattern[str]:
@@ -49,6 +50,9 @@ def _re(pattern: str) -> re.Pattern[str]:
 
 
 # Ordered: the first rule that matches names the cause.
+# Boundaries: sre only skips ahead fast when a pattern opens with a literal or a character set, so a word
+# boundary is checked by a look-behind AFTER the first characters (`4(?<![\w.:/-]4)29` is "429 not inside a
+# name"), never by a leading `\b` or look-behind.
 RULES: tuple[Rule, ...] = (
     # Kubelet's own client-side throttle, not the registry's rate limit.
     Rule("kubelet_pull_qps", Cause.OTHER, ("pull qps exceeded",)),
@@ -106,8 +110,9 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "admission_denied_image",
         Cause.SIGNATURE_OR_POLICY,
-        ("admission webhook",),
+        (),
         _re(r"admission webhook .*denied the request"),
+        hints=("admission webhook",),
     ),
     Rule(
         "tls_certificate",
@@ -147,12 +152,9 @@ RULES: tuple[Rule, ...] = (
             "nodename nor servname",
             "no address associated with hostname",
             "could not resolve host",
-            "lookup <host>",
         ),
-        _re(
-            r"no such host|server misbehaving|name resolution|not known|servname|no address associated"
-            r"|could not resolve host|lookup <host>(?: on [^:]+(?::\d+)?)?: "
-        ),
+        _re(r"lookup <host>(?: on [^:]+(?::\d+)?)?: |name resolution|not known|servname|no address associated"),
+        hints=("lookup <host>",),
     ),
     Rule(
         "platform_mismatch",
@@ -167,29 +169,26 @@ RULES: tuple[Rule, ...] = (
             "cannot be used on this platform",
             "in the manifest list entries",
             "no manifest matching platform",
-            "image with reference",
         ),
         _re(
-            r"no matching manifest|no match for (?:current )?platform|could not find platform"
-            r"|no image found in manifest list|specified platform"
-            r"|cannot be used on this platform|manifest list entries|no manifest matching platform"
-            r"|image with reference .* was found but"
+            r"image with reference .* was found but|no matching manifest|no image found in manifest list"
+            r"|specified platform|manifest list entries"
         ),
+        hints=("image with reference",),
     ),
     Rule(
         "rate_limited",
         Cause.RATE_LIMITED,
-        ("429", "toomanyrequests", "too many requests", "rate limit", "rate exceeded", "throttl", "ratelimit"),
-        _re(
-            r"(?<![\w.:/-])429(?![\w.:/-])|toomanyrequests|too many requests|rate limit|rate exceeded|throttl"
-            r"|ratelimit"
-        ),
+        ("toomanyrequests", "too many requests", "rate limit", "rate exceeded", "throttl", "ratelimit"),
+        _re(r"4(?<![\w.:/-]4)29(?![\w.:/-])"),
+        hints=("429",),
     ),
     Rule(
         "proxy_refused",
         Cause.NETWORK_TIMEOUT,
-        ("proxy authentication required", "proxyconnect", "407", "proxy error", "bad response from proxy"),
-        _re(r"proxy authentication required|proxyconnect|proxy error|bad response from proxy|(?<![\w.:/-])407 "),
+        ("proxy authentication required", "proxyconnect", "proxy error", "bad response from proxy"),
+        _re(r"4(?<![\w.:/-]4)07 "),
+        hints=("407",),
     ),
     Rule(
         "registry_5xx",
@@ -201,15 +200,10 @@ RULES: tuple[Rule, ...] = (
             "gateway timeout",
             "gateway time-out",
             "insufficient storage",
-            "50",
-            "status",
         ),
-        _re(
-            r"internal server error|bad gateway|service unavailable|gateway time-?out|insufficient storage"
-            r"|status(?: code)?(?: \[[^\]]*\])?(?: from [^:]*)?:? (?:<[a-z-]*url>:? )?5\d\d\b"
-            r"|http 5\d\d\b"
-        ),
+        _re(r"status(?: code)?(?: \[[^\]]*\])?(?: from [^:]*)?:? (?:<[a-z-]*url>:? )?5\d\d\b|http 5\d\d\b"),
         unless=("http2: server sent goaway",),
+        hints=("50", "status"),
     ),
     Rule(
         "unsupported_manifest",
@@ -234,12 +228,12 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "local_permission",
         Cause.OTHER,
-        ("permission denied", "operation not permitted", "read-only file system"),
+        ("read-only file system",),
         _re(
             r"(?:open|mkdir|lchown|chown|chmod|remove|rename|write|read|stat|mknod|setxattr|lsetxattr|mount|symlink"
             r"|link|unlinkat|openat|mkdirat) /[^:]*: (?:permission denied|operation not permitted)"
-            r"|read-only file system"
         ),
+        hints=("permission denied", "operation not permitted"),
     ),
     Rule(
         "network_failure",
@@ -261,17 +255,11 @@ RULES: tuple[Rule, ...] = (
             "connection closed",
             "use of closed network connection",
             "registry is unavailable",
-            "eof",
             "dial tcp",
-            "network",
         ),
-        _re(
-            r"timeout|timed out|deadline exceeded|context canceled|connection refused|unreachable|no route to host"
-            r"|connection reset|request canceled|broken pipe|no progress|goaway|connection closed"
-            r"|closed network connection|registry is unavailable|(?:url>|\"):? eof\b|: eof$|dial tcp"
-            r"|network (?:error|is down)"
-        ),
+        _re(r"(?:url>|\"):? eof\b|: eof$|network (?:error|is down)|unreachable|closed network connection"),
         unless=("code = unavailable desc = connection error",),
+        hints=("eof", "network"),
     ),
     Rule(
         "repo_not_found_or_no_access",
@@ -285,21 +273,16 @@ RULES: tuple[Rule, ...] = (
             "name_unknown",
             "repository name not known",
             "does not exist in the registry",
-            "anonymous token",
-            "denied",
         ),
-        _re(
-            r"(?:^|: )denied\.?$|pull access denied|repository does not exist|insufficient_scope"
-            r"|requested access to the resource is denied|name.unknown|repository name not known"
-            r"|does not exist in the registry"
-            r"|anonymous token.*\b403\b"
-        ),
+        _re(r"denied(?:(?<=^denied)|(?<=: denied))\.?$|anonymous token.*4(?<!\w4)03\b|name.unknown"),
+        hints=("anonymous token", "denied"),
     ),
     Rule(
         "missing_blob",
         Cause.OTHER,
-        ("<blob-url>", "content descriptor", "blob unknown", "blob_unknown"),
+        ("blob unknown", "blob_unknown"),
         _re(r"(?:<blob-url>|content descriptor <digest> \([^)]*(?:layer|config)[^)]*\)).*not found|blob.unknown"),
+        hints=("<blob-url>", "content descriptor"),
     ),
     Rule(
         "forbidden_unexplained",
@@ -320,28 +303,19 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "manifest_unknown",
         Cause.TAG_NOT_FOUND,
-        (
-            "manifest unknown",
-            "manifest_unknown",
-            "not found",
-            "tag does not exist",
-            "404",
-            "no such manifest",
-            "tag unknown",
-        ),
+        ("manifest unknown", "manifest_unknown", "tag does not exist", "no such manifest", "tag unknown"),
         _re(
             r"manifest.unknown|manifest for <ref> not found|reading manifest <ref>.*not found"
-            r"|failed to resolve reference \"<ref>\": (?:\S+: )?not found|<ref>: not found|tag does not exist"
-            r"|image <ref> not found|no such manifest|tag unknown|(?<![\w.:/-])404 not found|status(?: code)?:? 404\b"
+            r"|failed to resolve reference \"<ref>\": (?:\S+: )?not found|<ref>: not found"
+            r"|image <ref> not found|4(?<![\w.:/-]4)04 not found|status(?: code)?:? 404\b"
             r"|resolve reference.*: not found$"
         ),
+        hints=("not found", "404"),
     ),
     Rule(
         "auth_failed",
         Cause.AUTH_FAILED,
         (
-            "401",
-            "403",
             "unauthorized",
             "authentication required",
             "no basic auth credentials",
@@ -360,11 +334,8 @@ RULES: tuple[Rule, ...] = (
             "authorization",
             "access token",
         ),
-        _re(
-            r"(?<![\w.:/-])40[13](?![\w.:/-])|unauthori[sz]ed|authentication required|no basic auth credentials"
-            r"|token has expired|failed to authorize|oauth token|username|password|authentication failed|forbidden"
-            r"|denied|not authorized|unauthenticated|permissiondenied|credentials|authorization|access token"
-        ),
+        _re(r"4(?<![\w.:/-]4)0[13](?![\w.:/-])|unauthori[sz]ed"),
+        hints=("401", "403"),
     ),
     Rule("grpc_not_found", Cause.TAG_NOT_FOUND, ("code = notfound",)),
     Rule("grpc_deadline", Cause.NETWORK_TIMEOUT, ("code = deadlineexceeded",)),
@@ -385,24 +356,42 @@ _MASKS: tuple[tuple[str, re.Pattern[str], str], ...] = (
     ("docker://", re.compile(r"docker://[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<ref>"),
     # Quoted names (images, references, hosts); quoted bare words such as "UNAUTHORIZED" stay readable.
     ('"', re.compile(r"\"[^\"\s]*[^a-z_\"\s][^\"\s]*\""), '"<ref>"'),
-    ("reading manifest", re.compile(r"\b(reading manifest) \S+ in [^\s:]+(?::\d+)?[^\s:]*"), r"\1 <ref> in <ref>"),
-    ("manifest for", re.compile(r"\b(manifest for) \S+ (not found)"), r"\1 <ref> \2"),
-    ("access denied for", re.compile(r"\b(pull access denied for) [^\s,]+"), r"\1 <ref>"),
-    ("not found", re.compile(r"\b(image) [^\s\"]+ (not found)"), r"\1 <ref> \2"),
-    ("lookup ", re.compile(r"\b(lookup) [^\s:]+"), r"\1 <host>"),
-    ("dial tcp ", re.compile(r"\b(dial tcp) (?:\[[^\]]*\]|[^\s:\[]+):\d+"), r"\1 <addr>"),
-    (" on ", re.compile(r"\b(on) (?:\[[^\]]*\]|\d+\.\d+\.\d+\.\d+):\d+"), r"\1 <addr>"),
-    ("->", re.compile(r"\b(read udp|write udp|read tcp|write tcp) \S+->\S+?(?=:\s|$)"), r"\1 <addr>"),
-    ("host ", re.compile(r"\b(pulling from host|to host|from host) [^\s:]+(?::\d+)?"), r"\1 <host>"),
-    ("secret", re.compile(r"\b(secrets?) \([^)]*\)"), r"\1 (<secret>)"),
-    ("sha", re.compile(r"\bsha(?:256|384|512):[0-9a-f]+"), "<digest>"),
+    (
+        "reading manifest",
+        re.compile(r"(reading manifest)(?<!\wreading manifest) \S+ in [^\s:]+(?::\d+)?[^\s:]*"),
+        r"\1 <ref> in <ref>",
+    ),
+    ("manifest for", re.compile(r"(manifest for)(?<!\wmanifest for) \S+ (not found)"), r"\1 <ref> \2"),
+    ("access denied for", re.compile(r"(pull access denied for)(?<!\wpull access denied for) [^\s,]+"), r"\1 <ref>"),
+    ("not found", re.compile(r"(image)(?<!\wimage) [^\s\"]+ (not found)"), r"\1 <ref> \2"),
+    ("lookup ", re.compile(r"(lookup)(?<!\wlookup) [^\s:]+"), r"\1 <host>"),
+    ("dial tcp ", re.compile(r"(dial tcp)(?<!\wdial tcp) (?:\[[^\]]*\]|[^\s:\[]+):\d+"), r"\1 <addr>"),
+    (" on ", re.compile(r"(on)(?<!\won) (?:\[[^\]]*\]|\d+\.\d+\.\d+\.\d+):\d+"), r"\1 <addr>"),
+    (
+        "->",
+        re.compile(r"((?:read(?<!\wread)|write(?<!\wwrite)) (?:udp|tcp)) \S+->\S+?(?=:\s|$)"),
+        r"\1 <addr>",
+    ),
+    (
+        "host ",
+        re.compile(
+            r"(pulling from host(?<!\wpulling from host)|to host(?<!\wto host)|from host(?<!\wfrom host))"
+            r" [^\s:]+(?::\d+)?"
+        ),
+        r"\1 <host>",
+    ),
+    ("secret", re.compile(r"(secret(?<!\wsecret)s?) \([^)]*\)"), r"\1 (<secret>)"),
+    ("sha", re.compile(r"sha(?<!\wsha)(?:256|384|512):[0-9a-f]+"), "<digest>"),
     (
         "/",
         re.compile(r"\b[a-z0-9-][a-z0-9.-]*\.[a-z]{2,}(?::\d+)?(?:/[a-z0-9._-]+)+(?::[\w.-]+)?"),
         "<ref>",
     ),
 )
+# Every match of the last mask holds `.tld/` or `.tld:port/`: a fast pre-check before its slow scan.
+_DOMAIN_PATH_RE = re.compile(r"\.[a-z]{2,}(?::\d+)?/")
 
+_DOMAIN_PATH_MASK = _MASKS[-1][1]
 _QUOTED_RE = re.compile(r"\"([^\"\s]+)\"")
 _IMAGE_WORDS = ("image ", "reference ")
 _IMAGE_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -410,7 +399,7 @@ _IMAGE_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("docker://", re.compile(r"docker://([^\s\"]+?)(?=:\s|:$|\"|\s|$)")),
     ("manifest for", re.compile(r"manifest for (\S+) not found")),
     ("access denied for", re.compile(r"pull access denied for ([^\s,]+)")),
-    ("not found", re.compile(r"\bimage (\S+) not found")),
+    ("not found", re.compile(r"image(?<!\wimage) (\S+) not found")),
 )
 _READING_MANIFEST_RE = re.compile(r"reading manifest (\S+) in ([^\s:]+(?::\d+)?[^\s:]*)")
 _PULL_HOST_RE = re.compile(r"(?:pulling from host|to host|from host) ([^\s:]+(?::\d+)?)")
@@ -419,8 +408,8 @@ _REGISTRY_URL_RE = re.compile(
     r"https?://([^/\s\"]+)/v2/(?:([a-z0-9._/-]+?)/(?:manifests|blobs|tags)/([^\s\"?]+?)(?=:\s|:$|\"|\s|\?|$))?"
 )
 _TOKEN_SERVICE_RE = re.compile(r"[?&]service=([a-z0-9.:-]+)", re.I)
-_LOOKUP_RE = re.compile(r"\blookup ([^\s:]+)")
-_DIAL_RE = re.compile(r"\bdial tcp (\[[^\]]*\]|[^\s:\[]+):\d+")
+_LOOKUP_RE = re.compile(r"lookup(?<!\wlookup) ([^\s:]+)")
+_DIAL_RE = re.compile(r"dial tcp(?<!\wdial tcp) (\[[^\]]*\]|[^\s:\[]+):\d+")
 _HOST_RES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("lookup ", _LOOKUP_RE),
     ("dial tcp ", _DIAL_RE),
@@ -446,16 +435,18 @@ _STATUS_RES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
             " conflict",
         ),
         re.compile(
-            r"\b([1-5]\d\d) (?:unauthorized|forbidden|not found|too many requests|internal server error"
+            r"([1-5](?<!\w.)\d\d) (?:unauthorized|forbidden|not found|too many requests|internal server error"
             r"|bad gateway|service unavailable|gateway time-?out|proxy authentication required|bad request"
             r"|method not allowed|request timeout|not implemented|insufficient storage|conflict|not acceptable)"
         ),
     ),
     (("status",), re.compile(r"status(?: code)?(?: \[[^\]]*\])?(?: from [^:]*)?:? (?:<[a-z-]*url>:? )?([1-5]\d\d)\b")),
-    (("http ",), re.compile(r"\bhttp ([1-5]\d\d)\b")),
-    (("429", "50"), re.compile(r"(?<![\w.:/-])(429|5\d\d)(?![\w.:/-])")),
+    (("http ",), re.compile(r"http(?<!\whttp) ([1-5]\d\d)\b")),
+    (("429", "50"), re.compile(r"((?:4(?=29)|5)(?<![\w.:/-].)\d\d)(?![\w.:/-])")),
 )
-_PLATFORM_RE = re.compile(r"\b((?:linux|windows|darwin|freebsd)/[a-z0-9_]+(?:/v\d+)?)\b")
+_PLATFORM_RE = re.compile(
+    r"((?:linux(?<!\wlinux)|windows(?<!\wwindows)|darwin(?<!\wdarwin)|freebsd(?<!\wfreebsd))/[a-z0-9_]+(?:/v\d+)?)\b"
+)
 _ARCH_OS_RE = re.compile(r"for architecture ([a-z0-9_]+)(?:, variant \"?([a-z0-9]*)\"?)?, os ([a-z0-9]+)")
 
 
@@ -467,7 +458,7 @@ def normalise(message: str) -> str:
 
 def _mask(low: str) -> str:
     for needle, pattern, replacement in _MASKS:
-        if needle in low:
+        if needle in low and (pattern is not _DOMAIN_PATH_MASK or _DOMAIN_PATH_RE.search(low)):
             low = pattern.sub(replacement, low)
     return low
 
@@ -475,10 +466,63 @@ def _mask(low: str) -> str:
 _NO_RULE = Rule("none", Cause.OTHER, ())
 
 
+def _trie_pattern(words: Iterable[str]) -> re.Pattern[str]:
+    """One regex whose match at a position is the LONGEST of `words` starting there (a trie, so no backtracking)."""
+    trie: dict[str, dict[str, Any]] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def emit(node: dict[str, Any]) -> str:
+        branches = [re.escape(char) + emit(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if "" in node:
+            return f"(?:{body})?"
+        return body
+
+    return re.compile(emit(trie))
+
+
+# The combined pre-filter: every needle, hint and veto of every rule in one trie regex, scanned once per message.
+# A hit at a position is the longest word starting there; the words inside it are present too, so each hit maps
+# to bit sets (bit i = RULES[i]) of the needles, hints and vetoes it contains. Resuming the scan one character
+# after each hit's start finds every occurrence, so "which words are present" is exact, as with `in`.
+_WORDS: tuple[str, ...] = tuple(sorted({w for r in RULES for w in (*r.needles, *r.hints, *r.unless)}))
+_WORD_RE = _trie_pattern(_WORDS)
+
+
+def _bits(words_of: Callable[[Rule], tuple[str, ...]]) -> dict[str, int]:
+    return {
+        word: sum(1 << i for i, rule in enumerate(RULES) if any(w in word for w in words_of(rule))) for word in _WORDS
+    }
+
+
+_NEEDLE_BITS = _bits(lambda rule: rule.needles)
+_HINT_BITS = _bits(lambda rule: rule.hints)
+_VETO_BITS = _bits(lambda rule: rule.unless)
+
+
 def _pick_rule(masked_low: str) -> Rule:
-    for rule in RULES:
-        if rule.matches(masked_low):
+    search = _WORD_RE.search
+    needles = hints = vetoes = 0
+    found = search(masked_low)
+    while found is not None:
+        word = found.group()
+        needles |= _NEEDLE_BITS[word]
+        hints |= _HINT_BITS[word]
+        vetoes |= _VETO_BITS[word]
+        found = search(masked_low, found.start() + 1)
+    candidates = (needles | hints) & ~vetoes
+    while candidates:
+        low_bit = candidates & -candidates
+        rule = RULES[low_bit.bit_length() - 1]
+        if needles & low_bit or (rule.regex is not None and rule.regex.search(masked_low) is not None):
             return rule
+        candidates ^= low_bit
     return _NO_RULE
 
 
