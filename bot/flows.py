@@ -393,7 +393,7 @@ class Flows:
             BookSettings(cluster=self.cluster, default_channel=settings.slack.default_channel), _Renderer()
         )
         self.pipeline: Diagnoser = Pipeline(
-            book=diagnosis_book, store=store, inspector=self.inspector, prober=_FreshProber(prober)
+            book=diagnosis_book, store=_NoStore(), inspector=self.inspector, prober=_FreshProber(prober)
         )
         self._background: set[asyncio.Task[Any]] = set()
 

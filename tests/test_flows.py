@@ -1,4 +1,5 @@
 """Flows end to end on the simulated API server, the SimRegistry, a real SQLite store and the fake Slack API."""
+# ruff: noqa: F811  (pytest fixtures imported from tests/handlers/conftest.py are parameters by name)
 
 from __future__ import annotations
 
@@ -126,7 +127,7 @@ async def test_two_person_rule(world: World) -> None:
 async def test_double_click_and_two_executors_run_once(world: World) -> None:
     """Two approvals race: one wins. Two executors of the cluster race: the action runs once."""
     w = world
-    pod, pid = await propose_delete(w)
+    _, pid = await propose_delete(w)
     twin = await w.other_bot("prod", identity="prod-2")
     a, b = await asyncio.gather(w.flows.approve(pid, Actor(ADMIN)), twin.approve(pid, Actor(OPS_MEMBER)))
     assert sorted([a.ok, b.ok]) == [False, True]

@@ -42,7 +42,11 @@ SIGNING_SECRET = "test-signing-secret"
 CHANNEL = "C0ALERTS"
 ADMIN, OPS_MEMBER, SNOOZER, STRANGER, REQUESTER = "U_ADMIN", "U_OPS1", "U_SNOOZER", "U_STRANGER", "U_REQ"
 OPS_GROUP = "S_OPS"
-GRANTS = {ADMIN: ["*:*"], OPS_GROUP: ["shop:delete_pod", "shop:recreate_secret", "shop:link_secret"], SNOOZER: ["*:snooze"]}
+GRANTS = {
+    ADMIN: ["*:*"],
+    OPS_GROUP: ["shop:delete_pod", "shop:recreate_secret", "shop:link_secret"],
+    SNOOZER: ["*:snooze"],
+}
 
 
 class FakeSlackWithGroups(FakeSlackApi):
@@ -153,7 +157,9 @@ def failing_deployment(
     return pods
 
 
-async def store_incident(w: World, pod: str, *, namespace: str = "shop", image: str = "", key: str = "inc-web") -> Incident:
+async def store_incident(
+    w: World, pod: str, *, namespace: str = "shop", image: str = "", key: str = "inc-web"
+) -> Incident:
     """An open incident for deployment/web with a posted thread (so replies can be sent)."""
     image = image or "registry.invalid/web:v9"
     diagnosis = Diagnosis(
@@ -259,6 +265,18 @@ async def eventually(check: Callable[[], Any], timeout: float = 5.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
         value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+        await asyncio.sleep(0.02)
+
+
+async def eventually_async(check: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """Poll an async `check()` until its result is truthy; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
         if value:
             return value
         if time.monotonic() > deadline:
