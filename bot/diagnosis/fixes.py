@@ -161,15 +161,28 @@ def _secret_commands(
     ]
     if cause in _LINK_CAUSES:
         sa = _service_account(inspection)
-        patch = json.dumps({"imagePullSecrets": [{"name": secret}]}, separators=(",", ":"))
         out.append(
             FixCommand(
-                f"Give the ServiceAccount {sa} the pull secret {secret}",
-                _kubectl(ns, "patch", "serviceaccount", q(sa), "-p", q(patch)),
+                f"Give the ServiceAccount {sa} the pull secret {secret} (added to the secrets it already has)",
+                _link_secret_command(ns, sa, secret),
                 mutating=True,
             )
         )
     return out
+
+
+def _link_secret_command(namespace: str, service_account: str, secret: str) -> str:
+    # ServiceAccount.imagePullSecrets has no patch merge key, so a strategic merge patch would REPLACE the list
+    # and unlink the secrets already there. A JSON patch `add` to `/imagePullSecrets/-` appends, but fails when
+    # the field is absent; there `add` to `/imagePullSecrets` creates it. The line reads the field first and
+    # runs the patch that fits (an `||` fallback could replace the list after a failed append).
+    sa = q(service_account)
+    entry = {"name": secret}
+    append = json.dumps([{"op": "add", "path": "/imagePullSecrets/-", "value": entry}], separators=(",", ":"))
+    create = json.dumps([{"op": "add", "path": "/imagePullSecrets", "value": [entry]}], separators=(",", ":"))
+    read = _kubectl(namespace, "get", "serviceaccount", sa, "-o", q("jsonpath={.imagePullSecrets}"))
+    patch = _kubectl(namespace, "patch", "serviceaccount", sa, "--type=json", "-p")
+    return f"if {read} | grep -q .; then {patch} {q(append)}; else {patch} {q(create)}; fi"
 
 
 def _node_probe(cause: Cause, node: str | None, facts: Facts, failure: PullFailure) -> list[FixCommand]:

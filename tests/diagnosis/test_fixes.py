@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -68,7 +72,8 @@ def test_every_cause_gets_commands_that_parse_as_shell(cause: Cause) -> None:
     assert fixes
     for fix in fixes:
         assert fix.title
-        assert shlex.split(fix.command)[0] == "kubectl"
+        argv = shlex.split(fix.command)
+        assert argv[0] == "kubectl" or argv[:2] == ["if", "kubectl"]
 
 
 def test_look_commands_come_first_and_are_read_only() -> None:
@@ -88,9 +93,7 @@ def test_auth_failure_recreates_and_links_the_secret_without_secret_values() -> 
     assert '--docker-username="$REGISTRY_USER"' in create.command
     assert '--docker-password="$REGISTRY_PASSWORD"' in create.command
     link = next(f for f in fixes if "patch serviceaccount" in f.command)
-    argv = shlex.split(link.command)
-    assert argv[:6] == ["kubectl", "-n", "shop", "patch", "serviceaccount", "builder"]
-    assert json.loads(argv[-1]) == {"imagePullSecrets": [{"name": "ghcr-cred"}]}
+    assert "ServiceAccount builder" in link.title
     assert link.mutating
 
 
@@ -163,16 +166,81 @@ def test_hostile_names_stay_single_literal_arguments(name: str, cause: Cause) ->
         node=NodeInfo(name=name),
     )
     for fix in fix_commands(cause, f, i, Facts(host=name)):
-        for segment in fix.command.split(" | "):
-            for part in segment.split(" && "):
-                argv = shlex.split(part)
-                assert argv[0] == "kubectl"
-                if name in part:
-                    assert any(name in arg for arg in argv)
-                assert argv[1:3] == ["-n", name] or argv[1] in {"get", "describe", "debug"}
         lexer = shlex.shlex(fix.command, posix=True, punctuation_chars=True)
         lexer.whitespace_split = True
         tokens = list(lexer)
         operators = [t for t in tokens if t and set(t) <= set("();<>|&`$")]
-        assert set(operators) <= {"|", "&&"}
-        assert tokens.count("kubectl") == len(operators) + 1
+        assert set(operators) <= {"|", "&&", ";"}
+        simple = _simple_commands(tokens)
+        assert len(simple) == len(operators) + 1 - (tokens[-1] == "fi")  # `...; fi` ends with an empty command
+        for argv in simple:
+            assert argv[0] == "kubectl" or argv == GREP_ANY
+            if argv[0] == "kubectl":
+                assert argv[1:3] == ["-n", name] or argv[1] in {"get", "describe", "debug"}
+        if name in fix.command:
+            assert any(name in token for token in tokens)
+
+
+GREP_ANY = ["grep", "-q", "."]
+SHELL_WORDS = {"if", "then", "else", "fi"}
+
+
+def _simple_commands(tokens: list[str]) -> list[list[str]]:
+    """The simple commands of a tokenised line: split at operators, with if/then/else/fi dropped."""
+    out: list[list[str]] = [[]]
+    for token in tokens:
+        if token in {"|", "&&", ";"}:
+            out.append([])
+        elif not (token in SHELL_WORDS and not out[-1]):
+            out[-1].append(token)
+    return [argv for argv in out if argv]
+
+
+FAKE_KUBECTL = """#!{python}
+# Records each call's arguments as one JSON line and answers `get` with $FAKE_SA_SECRETS.
+import json, os, sys
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write(json.dumps(sys.argv[1:]) + "\\n")
+if "get" in sys.argv[1:]:
+    sys.stdout.write(os.environ["FAKE_SA_SECRETS"])
+"""
+
+
+def _run_link(tmp_path: Path, sa: str, current: str) -> list[list[str]]:
+    """Run the ServiceAccount link command with a recording kubectl first on PATH; the calls it made."""
+    fixes = fix_commands(Cause.AUTH_FAILED, failure(), inspection(sa=sa), FACTS)
+    link = next(f for f in fixes if "patch serviceaccount" in f.command)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    kubectl = bin_dir / "kubectl"
+    kubectl.write_text(FAKE_KUBECTL.format(python=sys.executable))
+    kubectl.chmod(0o755)
+    log = tmp_path / "calls"
+    log.write_text("")
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "FAKE_LOG": str(log), "FAKE_SA_SECRETS": current}
+    subprocess.run(["sh", "-c", link.command], env=env, check=True, timeout=10)
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def test_link_appends_to_the_secrets_already_linked(tmp_path: Path) -> None:
+    """With secrets already linked, one JSON patch appends the new one (a merge patch would replace the list)."""
+    calls = _run_link(tmp_path, "builder", '[{"name":"existing"}]')
+    assert calls[0] == ["-n", "shop", "get", "serviceaccount", "builder", "-o", "jsonpath={.imagePullSecrets}"]
+    assert calls[1][:6] == ["-n", "shop", "patch", "serviceaccount", "builder", "--type=json"]
+    assert json.loads(calls[1][-1]) == [{"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ghcr-cred"}}]
+    assert len(calls) == 2
+
+
+def test_link_creates_the_list_when_the_service_account_has_none(tmp_path: Path) -> None:
+    """Without imagePullSecrets on the ServiceAccount, the JSON patch creates the list with the secret."""
+    calls = _run_link(tmp_path, "builder", "")
+    assert json.loads(calls[1][-1]) == [{"op": "add", "path": "/imagePullSecrets", "value": [{"name": "ghcr-cred"}]}]
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_link_with_a_hostile_service_account_name_runs_only_kubectl(tmp_path: Path, name: str) -> None:
+    """A ServiceAccount name with shell syntax reaches kubectl whole, as one argument, and runs nothing else."""
+    calls = _run_link(tmp_path, name, "")
+    assert [call[4] for call in calls] == [name, name]
+    assert [call[2] for call in calls] == ["get", "patch"]
