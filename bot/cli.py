@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from kubernetes_asyncio.config.config_exception import ConfigException as KubeConfigError
 from pydantic import ValidationError
 
 from bot.logging_setup import configure_logging
@@ -84,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_dispatch(args, settings))
     except ConfigError as exc:
         print(f"imagepull-doctor: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KubeConfigError as exc:
+        where = "setting kube.kubeconfig (IMAGEPULL_KUBE__KUBECONFIG) / kube.context (IMAGEPULL_KUBE__CONTEXT)"
+        print(f"imagepull-doctor: {where}: {str(exc).splitlines()[0]}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return 130
