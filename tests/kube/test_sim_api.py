@@ -109,17 +109,17 @@ async def test_create_get_conflicts_and_not_found(sim: SimCluster, api: k8s.ApiC
 
 
 async def test_patch_formats(sim: SimCluster, api: k8s.ApiClient) -> None:
-    """Strategic merge adds imagePullSecrets by name; JSON patch and merge patch work on leases."""
+    """Strategic merge replaces a ServiceAccount's imagePullSecrets; JSON patch appends; merge patch on leases."""
     core = k8s.CoreV1Api(api)
     sim.put(o.service_account("default", "shop", ["old"]))
     sa = await core.patch_namespaced_service_account(
         "default", "shop", {"imagePullSecrets": [{"name": "regcred"}, {"name": "old"}]}
     )
-    assert [s.name for s in sa.image_pull_secrets] == ["old", "regcred"]
+    assert [s.name for s in sa.image_pull_secrets] == ["regcred", "old"]
     sa = await core.patch_namespaced_service_account(
         "default", "shop", [{"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "third"}}]
     )
-    assert [s.name for s in sa.image_pull_secrets] == ["old", "regcred", "third"]
+    assert [s.name for s in sa.image_pull_secrets] == ["regcred", "old", "third"]
     coord = k8s.CoordinationV1Api(api)
     await coord.create_namespaced_lease("shop", o.lease("leader", "shop", holder="a"))
     lease = await coord.patch_namespaced_lease("leader", "shop", {"spec": {"holderIdentity": "b"}})
@@ -132,6 +132,41 @@ async def test_patch_formats(sim: SimCluster, api: k8s.ApiClient) -> None:
     with pytest.raises(k8s.ApiException) as conflict:
         await coord.patch_namespaced_lease("leader", "shop", {"metadata": {"resourceVersion": "1"}})
     assert conflict.value.status == 409
+
+
+async def test_strategic_merge_keys_follow_the_kind_and_path(sim: SimCluster, api: k8s.ApiClient) -> None:
+    """As on a real API server: PodSpec.imagePullSecrets and containers merge by name, ServiceAccount's list is
+    replaced (it has no patch merge key), ServiceAccount.secrets merges by name."""
+    core = k8s.CoreV1Api(api)
+    apps = k8s.AppsV1Api(api)
+    sim.put(o.service_account("builder", "shop", ["existing"]))
+    sa = await core.patch_namespaced_service_account("builder", "shop", {"imagePullSecrets": [{"name": "new"}]})
+    assert [s.name for s in sa.image_pull_secrets] == ["new"]
+    sa = await core.patch_namespaced_service_account("builder", "shop", {"secrets": [{"name": "token-a"}]})
+    sa = await core.patch_namespaced_service_account("builder", "shop", {"secrets": [{"name": "token-b"}]})
+    assert [s.name for s in sa.secrets] == ["token-a", "token-b"]
+    deploy, _, _ = o.deployment_with_pods("web", "shop", replicas=1)
+    deploy["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "existing"}]
+    sim.put(deploy)
+    container = deploy["spec"]["template"]["spec"]["containers"][0]["name"]
+    patched = await apps.patch_namespaced_deployment(
+        "web",
+        "shop",
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "imagePullSecrets": [{"name": "new"}],
+                        "containers": [{"name": container, "imagePullPolicy": "IfNotPresent"}],
+                    }
+                }
+            }
+        },
+    )
+    pod_spec = patched.spec.template.spec
+    assert [s.name for s in pod_spec.image_pull_secrets] == ["existing", "new"]
+    assert [(c.name, c.image_pull_policy) for c in pod_spec.containers] == [(container, "IfNotPresent")]
+    assert pod_spec.containers[0].image == "nginx:1.25"
 
 
 async def test_delete_dry_run_and_replacement_pod(sim: SimCluster, api: k8s.ApiClient) -> None:

@@ -7,24 +7,49 @@ from typing import Any
 
 from bot.kube.sim.store import ApiError
 
-# Lists that strategic merge patches merge by a key instead of replacing (patchMergeKey in the OpenAPI schema).
-MERGE_KEYS: dict[str, str] = {
-    "imagePullSecrets": "name",
-    "secrets": "name",
-    "containers": "name",
-    "initContainers": "name",
-    "ephemeralContainers": "name",
-    "env": "name",
-    "volumes": "name",
-    "volumeMounts": "mountPath",
-    "ports": "containerPort",
-    "conditions": "type",
-    "ownerReferences": "uid",
-    "tolerations": "key",
-    "containerStatuses": "name",
-    "initContainerStatuses": "name",
-    "ephemeralContainerStatuses": "name",
+# Strategic merge patches merge a list item by item only where the Go type declares a patchMergeKey; every
+# other list is replaced whole, as a merge patch would. So the key depends on the kind and the path, not on the
+# field name: PodSpec.imagePullSecrets merges by `name`, ServiceAccount.imagePullSecrets (no merge key) is
+# replaced. Each type maps a field to (merge key or None, the type of its value or list items, or None).
+_Field = tuple[str | None, str | None]
+_META: _Field = (None, "ObjectMeta")
+_WORKLOAD: dict[str, _Field] = {"metadata": _META, "spec": (None, "WorkloadSpec"), "status": (None, "Conditions")}
+SCHEMA: dict[str, dict[str, _Field]] = {
+    "ObjectMeta": {"ownerReferences": ("uid", None)},
+    "PodSpec": {
+        "containers": ("name", "Container"),
+        "initContainers": ("name", "Container"),
+        "ephemeralContainers": ("name", "Container"),
+        "volumes": ("name", None),
+        "imagePullSecrets": ("name", None),
+        "hostAliases": ("ip", None),
+    },
+    "Container": {
+        "env": ("name", None),
+        "volumeMounts": ("mountPath", None),
+        "volumeDevices": ("devicePath", None),
+        "ports": ("containerPort", None),
+    },
+    "PodTemplateSpec": {"metadata": _META, "spec": (None, "PodSpec")},
+    "WorkloadSpec": {"template": (None, "PodTemplateSpec")},
+    "JobTemplateSpec": {"metadata": _META, "spec": (None, "WorkloadSpec")},
+    "CronJobSpec": {"jobTemplate": (None, "JobTemplateSpec")},
+    "Conditions": {"conditions": ("type", None)},
+    "NodeStatus": {"conditions": ("type", None), "addresses": ("type", None)},
+    "Pod": {"metadata": _META, "spec": (None, "PodSpec"), "status": (None, "Conditions")},
+    "PodTemplate": {"metadata": _META, "template": (None, "PodTemplateSpec")},
+    "ServiceAccount": {"metadata": _META, "secrets": ("name", None)},  # imagePullSecrets: no key, replaced
+    "Deployment": _WORKLOAD,
+    "ReplicaSet": _WORKLOAD,
+    "StatefulSet": _WORKLOAD,
+    "DaemonSet": _WORKLOAD,
+    "ReplicationController": _WORKLOAD,
+    "Job": _WORKLOAD,
+    "CronJob": {"metadata": _META, "spec": (None, "CronJobSpec")},
+    "Node": {"metadata": _META, "status": (None, "NodeStatus")},
 }
+_NO_FIELDS: dict[str, _Field] = {}
+_OTHER_KIND: dict[str, _Field] = {"metadata": _META}
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -40,29 +65,15 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return result
 
 
-def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
-    """Strategic merge patch: like a merge patch, but lists with a merge key merge item by item.
+def strategic_merge_patch(target: Any, patch: Any, kind: str = "") -> Any:
+    """Strategic merge patch of an object of `kind`: a merge patch where lists with a merge key merge by it.
 
     Supports `$patch: delete` on list items and `$patch: replace` on maps, which is what clients send in practice.
     """
-    if isinstance(patch, list):
-        key = MERGE_KEYS.get(field)
-        if key is None or not isinstance(target, list):
-            return copy.deepcopy([p for p in patch if not (isinstance(p, dict) and p.get("$patch"))])
-        merged: list[Any] = [copy.deepcopy(t) for t in target]
-        for item in patch:
-            if not isinstance(item, dict) or key not in item:
-                continue
-            idx = next((i for i, t in enumerate(merged) if isinstance(t, dict) and t.get(key) == item[key]), None)
-            if item.get("$patch") == "delete":
-                if idx is not None:
-                    merged.pop(idx)
-                continue
-            if idx is None:
-                merged.append(copy.deepcopy(item))
-            else:
-                merged[idx] = strategic_merge_patch(merged[idx], item)
-        return merged
+    return _strategic(target, patch, SCHEMA.get(kind, _OTHER_KIND))
+
+
+def _strategic(target: Any, patch: Any, fields: dict[str, _Field]) -> Any:
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
     if patch.get("$patch") == "replace":
@@ -71,11 +82,34 @@ def strategic_merge_patch(target: Any, patch: Any, field: str = "") -> Any:
     for k, value in patch.items():
         if k.startswith("$"):
             continue
+        key, child = fields.get(k, (None, None))
+        child_fields = SCHEMA.get(child, _NO_FIELDS) if child else _NO_FIELDS
         if value is None:
             result.pop(k, None)
+        elif isinstance(value, list):
+            result[k] = _strategic_list(result.get(k), value, key, child_fields)
         else:
-            result[k] = strategic_merge_patch(result.get(k), value, k)
+            result[k] = _strategic(result.get(k), value, child_fields)
     return result
+
+
+def _strategic_list(target: Any, patch: list[Any], key: str | None, fields: dict[str, _Field]) -> list[Any]:
+    if key is None or not isinstance(target, list):
+        return copy.deepcopy([p for p in patch if not (isinstance(p, dict) and p.get("$patch"))])
+    merged: list[Any] = [copy.deepcopy(t) for t in target]
+    for item in patch:
+        if not isinstance(item, dict) or key not in item:
+            continue
+        idx = next((i for i, t in enumerate(merged) if isinstance(t, dict) and t.get(key) == item[key]), None)
+        if item.get("$patch") == "delete":
+            if idx is not None:
+                merged.pop(idx)
+            continue
+        if idx is None:
+            merged.append(_strategic({}, item, fields))
+        else:
+            merged[idx] = _strategic(merged[idx], item, fields)
+    return merged
 
 
 def _pointer(path: str) -> list[str]:
@@ -161,7 +195,7 @@ def apply_patch(content_type: str, target: dict[str, Any], patch: Any) -> dict[s
     elif ctype == "application/merge-patch+json":
         result = merge_patch(target, patch)
     elif ctype == "application/strategic-merge-patch+json":
-        result = strategic_merge_patch(target, patch)
+        result = strategic_merge_patch(target, patch, str(target.get("kind") or ""))
     else:
         raise ApiError(
             415,
