@@ -34,16 +34,19 @@ async def run(settings: Settings) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     cleanups = [await serve(bot.health(), settings.metrics_port)]
+    from bot.flows import Flows
+
+    flows = Flows.from_bot(bot)
     tasks = [
         asyncio.create_task(bot.outbox.run(), name="outbox"),
         asyncio.create_task(bot.run_leader_elected(), name="leader"),
+        # Approved fixes and requests forwarded from other clusters' bots run here, each exactly once.
+        asyncio.create_task(flows.run_executor(), name="executor"),
     ]
     if settings.slack.mode == "http" or settings.slack.app_token is not None:
-        from bot.flows import Flows
         from bot.slack.app import build_app, http_routes, run_socket_mode
         from handlers import register_all
 
-        flows = Flows.from_bot(bot)
         app = build_app(settings, client=bot.slack, register=lambda a: register_all(a, flows))
         if settings.slack.mode == "http":
             cleanups.append(await serve(http_routes(app), settings.slack.http_port))

@@ -1391,7 +1391,7 @@ async def diagnose_pod_once(settings: Settings, namespace: str, pod: str) -> lis
 class _NoStore:
     """The pipeline's store port for one-off diagnoses, which never save."""
 
-    async def save_incident(self, incident: Incident, outbox: tuple[OutboxMessage, ...] = ()) -> Incident:
+    async def save_incident(self, incident: Incident, outbox: Sequence[OutboxMessage] = ()) -> Incident:
         return incident
 
     async def get_incident(self, key: str) -> Incident | None:

@@ -92,6 +92,7 @@ class FakeSlackApi:
         self.ephemerals: list[Message] = []
         self.views: list[Payload] = []
         self.users: dict[str, Payload] = {}
+        self.groups: dict[str, list[str]] = {}  # user group id -> member user ids (usergroups.users.list)
         self.missing_channels: set[str] = set()  # chat.postMessage to these answers channel_not_found
         self._faults: dict[str, list[_Fault]] = {}
         self._seq = 0
@@ -109,6 +110,7 @@ class FakeSlackApi:
             "views.open": self._views_open,
             "views.update": self._views_open,
             "users.info": self._users_info,
+            "usergroups.users.list": self._usergroup_users,
             "apps.connections.open": self._connections_open,
         }
 
@@ -395,6 +397,12 @@ class FakeSlackApi:
             "profile": {"display_name": user.lower(), "real_name": f"User {user}"},
         }
         return {"ok": True, "user": info}
+
+    async def _usergroup_users(self, p: Payload) -> Payload:
+        group = str(p.get("usergroup", ""))
+        if group not in self.groups:
+            return {"ok": False, "error": "no_such_subteam"}
+        return {"ok": True, "users": self.groups[group]}
 
     async def _connections_open(self, p: Payload) -> Payload:
         if self.socket_url is None:

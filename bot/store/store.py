@@ -6,7 +6,9 @@ run `bot.store.migrate.upgrade(url)` first. Several replicas may share one Postg
 - outbox rows are claimed with a lease (`claim_outbox`, `SELECT ... FOR UPDATE SKIP LOCKED` under a short
   transaction-scoped advisory lock), so two workers never send the same row and one incident's rows stay in order;
 - proposals change state only by compare-and-set (`transition_proposal`), so an approved action runs once;
-- audit appends are serialised (`pg_advisory_xact_lock`), so the chain never forks.
+- audit appends are serialised (`pg_advisory_xact_lock`), so the chain never forks;
+- a method whose connection the server dropped (restart, failover, `pg_terminate_backend`) runs again on a new one,
+  unless the drop happened while committing: then the outcome is unknown and the error reaches the caller.
 
 On SQLite every writing transaction starts with `BEGIN IMMEDIATE`, which gives the same guarantees for several
 `Store` objects (or processes) sharing one file. All timestamps are timezone-aware UTC.
@@ -16,12 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
+import logging
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Table,
@@ -39,7 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.engine import Connection, RowMapping, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -99,6 +104,38 @@ _ACTION_TARGET_KIND: dict[str, str] = {
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+DISCONNECT_RETRIES = 4
+# Set by `_retry_disconnects` for one call: becomes True once that call's transaction starts committing.
+_COMMITTING: ContextVar[list[bool] | None] = ContextVar("_COMMITTING", default=None)
+log = logging.getLogger(__name__)
+
+
+def _retry_disconnects(fn: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]:
+    """Run a store method again when its connection was lost before its transaction began to commit."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        attempt = 0
+        while True:
+            committing = [False]
+            token = _COMMITTING.set(committing)
+            try:
+                return await fn(*args, **kwargs)
+            except DBAPIError as exc:
+                # A lost commit may have been applied: only the caller can tell whether a retry is safe.
+                if not exc.connection_invalidated or committing[0] or attempt >= DISCONNECT_RETRIES:
+                    raise
+                log.warning("store.%s: database connection lost (%s), retrying", fn.__name__, type(exc.orig).__name__)
+            finally:
+                _COMMITTING.reset(token)
+            await asyncio.sleep(0.05 * 2**attempt)
+            attempt += 1
+
+    return wrapper
 
 
 def _enum_or(enum_type: type[_E], value: Any, default: _E) -> _E:
@@ -184,6 +221,9 @@ class Store:
     async def _write(self) -> AsyncIterator[AsyncConnection]:
         async with self._engine.begin() as conn:
             yield conn
+            committing = _COMMITTING.get()
+            if committing is not None:
+                committing[0] = True  # leaving the block commits: a connection lost now leaves the outcome unknown
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[AsyncConnection]:
@@ -205,11 +245,13 @@ class Store:
 
     # ---- incidents ----
 
+    @_retry_disconnects
     async def save_incident(self, incident: Incident, outbox: Sequence[OutboxMessage] = ()) -> Incident:
         """Insert or update `incident` by key and enqueue `outbox` in one transaction; return it as stored.
 
-        The channel and thread_ts that `set_thread` recorded are never overwritten (the outbox worker owns them):
-        the returned incident carries the stored id, channel and thread_ts.
+        The channel and thread_ts that `set_thread` recorded are never overwritten (the outbox worker owns them),
+        and snooze and mute only grow (any replica may set them from Slack while the leader saves its own copy):
+        the returned incident carries the stored id, channel, thread_ts, snoozed_until and muted.
         """
         now = utcnow()
         values = _incident_values(incident, now)
@@ -223,35 +265,52 @@ class Store:
                 if row_id is None:  # another replica inserted it meanwhile
                     existing = await self._incident_for_update(conn, incident.key)
             if existing is not None:
-                row_id, channel, thread_ts = existing
-                if thread_ts is not None:  # set_thread recorded the thread: keep it
-                    values["channel"], values["thread_ts"] = channel, thread_ts
+                row_id = existing.id
+                if existing.thread_ts is not None:  # set_thread recorded the thread: keep it
+                    values["channel"], values["thread_ts"] = existing.channel, existing.thread_ts
+                values["muted"] = bool(values["muted"] or existing.muted)
+                stored_snooze = _opt_utc(existing.snoozed_until)
+                if stored_snooze is not None and (
+                    values["snoozed_until"] is None or values["snoozed_until"] < stored_snooze
+                ):
+                    values["snoozed_until"] = stored_snooze
                 await conn.execute(update(INCIDENTS).where(INCIDENTS.c.id == row_id).values(**values))
             if rows:
                 await self._enqueue(conn, rows)
-        return dataclasses.replace(incident, id=row_id, channel=values["channel"], thread_ts=values["thread_ts"])
+        return dataclasses.replace(
+            incident,
+            id=row_id,
+            channel=values["channel"],
+            thread_ts=values["thread_ts"],
+            muted=values["muted"],
+            snoozed_until=values["snoozed_until"],
+        )
 
-    async def _incident_for_update(self, conn: AsyncConnection, key: str) -> tuple[int, str, str | None] | None:
+    async def _incident_for_update(self, conn: AsyncConnection, key: str) -> Any:
         stmt = (
-            select(INCIDENTS.c.id, INCIDENTS.c.channel, INCIDENTS.c.thread_ts)
+            select(
+                INCIDENTS.c.id, INCIDENTS.c.channel, INCIDENTS.c.thread_ts, INCIDENTS.c.muted, INCIDENTS.c.snoozed_until
+            )
             .where(INCIDENTS.c.key == key)
             .with_for_update()
         )
-        row = (await conn.execute(stmt)).first()
-        return None if row is None else (row.id, row.channel, row.thread_ts)
+        return (await conn.execute(stmt)).first()
 
+    @_retry_disconnects
     async def get_incident(self, key: str) -> Incident | None:
         """The incident with this key, or None."""
         async with self._read() as conn:
             row = (await conn.execute(select(INCIDENTS).where(INCIDENTS.c.key == key))).mappings().first()
         return None if row is None else _incident_from_row(row)
 
+    @_retry_disconnects
     async def get_incident_by_id(self, incident_id: int) -> Incident | None:
         """The incident with this id, or None."""
         async with self._read() as conn:
             row = (await conn.execute(select(INCIDENTS).where(INCIDENTS.c.id == incident_id))).mappings().first()
         return None if row is None else _incident_from_row(row)
 
+    @_retry_disconnects
     async def open_incidents(self, cluster: str | None = None) -> list[Incident]:
         """Every open incident (of one cluster, if given), oldest first; what the incident book reloads on start."""
         stmt = select(INCIDENTS).where(INCIDENTS.c.status == IncidentStatus.OPEN.value).order_by(INCIDENTS.c.id)
@@ -261,6 +320,7 @@ class Store:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_incident_from_row(r) for r in rows]
 
+    @_retry_disconnects
     async def recent_incidents(self, limit: int = 20, cluster: str | None = None) -> list[Incident]:
         """Open incidents (most recently seen first), then the most recently resolved ones, at most `limit`."""
         is_resolved = case((INCIDENTS.c.status == IncidentStatus.OPEN.value, 0), else_=1)
@@ -272,6 +332,7 @@ class Store:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_incident_from_row(r) for r in rows]
 
+    @_retry_disconnects
     async def count_incidents(self) -> dict[tuple[IncidentStatus, Cause], int]:
         """Incident counts by (status, cause), for metrics."""
         stmt = select(INCIDENTS.c.status, INCIDENTS.c.cause, func.count()).group_by(
@@ -285,6 +346,7 @@ class Store:
             counts[key] = counts.get(key, 0) + int(n)
         return counts
 
+    @_retry_disconnects
     async def set_thread(self, incident_key: str, channel: str, ts: str) -> bool:
         """Record the Slack thread of an incident (its channel and thread_ts); idempotent; False if no incident."""
         async with self._write() as conn:
@@ -308,6 +370,7 @@ class Store:
         )
         return True
 
+    @_retry_disconnects
     async def incident_threads(self, incident_key: str) -> list[tuple[str, str]]:
         """Every (channel, ts) thread recorded for an incident, oldest first."""
         stmt = (
@@ -321,6 +384,7 @@ class Store:
 
     # ---- outbox ----
 
+    @_retry_disconnects
     async def enqueue(self, messages: Sequence[OutboxMessage]) -> int:
         """Record Slack writes; a message whose dedup_key is already stored is skipped. Returns how many were new."""
         rows = _outbox_values(messages, utcnow())
@@ -341,6 +405,7 @@ class Store:
             or_(OUTBOX.c.claimed_until.is_(None), OUTBOX.c.claimed_until <= now),
         )
 
+    @_retry_disconnects
     async def pending_outbox(self, limit: int = 50, now: datetime | None = None) -> list[OutboxMessage]:
         """Pending rows due at `now` (and not leased by a worker), in id order."""
         now = now or utcnow()
@@ -349,6 +414,7 @@ class Store:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_outbox_from_row(r) for r in rows]
 
+    @_retry_disconnects
     async def claim_outbox(
         self, limit: int, worker_id: str, lease_s: float, now: datetime | None = None
     ) -> list[OutboxMessage]:
@@ -396,16 +462,19 @@ class Store:
                 )
         return [_outbox_from_row(r) for r in rows]
 
+    @_retry_disconnects
     async def outbox_attempts(self, outbox_id: int) -> int | None:
         """How many failed attempts a row has had (None if no such row)."""
         async with self._read() as conn:
             return (await conn.execute(select(OUTBOX.c.attempts).where(OUTBOX.c.id == outbox_id))).scalar()
 
+    @_retry_disconnects
     async def outbox_status(self, outbox_id: int) -> str | None:
         """The row's status ("pending", "sent", "failed"), or None if no such row."""
         async with self._read() as conn:
             return (await conn.execute(select(OUTBOX.c.status).where(OUTBOX.c.id == outbox_id))).scalar()
 
+    @_retry_disconnects
     async def mark_outbox_sent(self, outbox_id: int, ts: str | None, now: datetime | None = None) -> bool:
         """Mark a row sent with the message ts Slack returned; a sent parent also records the incident's thread."""
         now = now or utcnow()
@@ -426,12 +495,14 @@ class Store:
                 await self._set_thread(conn, row.incident_key, row.channel, ts)
         return True
 
+    @_retry_disconnects
     async def mark_outbox_retry(self, outbox_id: int, not_before: datetime, error: str) -> bool:
         """Count a failed attempt and keep the row pending until `not_before` (the error is scrubbed of secrets)."""
         return await self._mark_attempt(
             outbox_id, status=OUTBOX_PENDING, not_before=as_utc(not_before), last_error=chain.scrub_error(error)
         )
 
+    @_retry_disconnects
     async def mark_outbox_failed(self, outbox_id: int, error: str) -> bool:
         """Count a last failed attempt and give up on the row (the error is scrubbed of secrets)."""
         return await self._mark_attempt(outbox_id, status=OUTBOX_FAILED, last_error=chain.scrub_error(error))
@@ -445,6 +516,7 @@ class Store:
         async with self._write() as conn:
             return (await conn.execute(stmt)).rowcount == 1
 
+    @_retry_disconnects
     async def outbox_counts(self) -> dict[str, int]:
         """Row counts by outbox status (every status present, zero if none)."""
         stmt = select(OUTBOX.c.status, func.count()).group_by(OUTBOX.c.status)
@@ -457,6 +529,7 @@ class Store:
 
     # ---- proposals ----
 
+    @_retry_disconnects
     async def create_proposal(self, proposal: Proposal, audit: AuditEntry | None = None) -> Proposal:
         """Store a new proposal (and, if given, its audit row in the same transaction); returns it with its id.
 
@@ -474,12 +547,14 @@ class Store:
                 await self._append_audit(conn, audit)
         return dataclasses.replace(proposal, id=new_id)
 
+    @_retry_disconnects
     async def get_proposal(self, proposal_id: int) -> Proposal | None:
         """The proposal with this id, or None."""
         async with self._read() as conn:
             row = (await conn.execute(select(PROPOSALS).where(PROPOSALS.c.id == proposal_id))).mappings().first()
         return None if row is None else _proposal_from_row(row)
 
+    @_retry_disconnects
     async def pending_proposals(self) -> list[Proposal]:
         """Every proposal still waiting for a decision, oldest first."""
         stmt = select(PROPOSALS).where(PROPOSALS.c.status == ProposalStatus.PENDING.value).order_by(PROPOSALS.c.id)
@@ -487,6 +562,7 @@ class Store:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_proposal_from_row(r) for r in rows]
 
+    @_retry_disconnects
     async def transition_proposal(
         self,
         proposal_id: int,
@@ -529,6 +605,7 @@ class Store:
                 await self._append_audit(conn, audit)
         return _proposal_from_row(row)
 
+    @_retry_disconnects
     async def expire_proposals(self, now: datetime | None = None, *, audit: bool = False) -> int:
         """Mark pending proposals whose expiry has passed as expired; returns how many.
 
@@ -567,6 +644,7 @@ class Store:
 
     # ---- audit ----
 
+    @_retry_disconnects
     async def append_audit(self, entry: AuditEntry) -> AuditRecord:
         """Append one hash-chained audit row; raises ValueError when its params look like a secret."""
         chain.check_params(entry.params)
@@ -597,6 +675,7 @@ class Store:
             await conn.execute(insert(AUDIT_HEAD).values(id=_AUDIT_HEAD_ID, last_id=record.id, last_hash=record.hash))
         return record
 
+    @_retry_disconnects
     async def list_audit(self, since: datetime | None = None, limit: int = 100) -> list[AuditRecord]:
         """Audit rows in id order: the first `limit` at or after `since`, or (without `since`) the newest `limit`."""
         if since is not None:
@@ -608,6 +687,7 @@ class Store:
         records = [_audit_from_row(r) for r in rows]
         return records if since is not None else records[::-1]
 
+    @_retry_disconnects
     async def verify_audit(self) -> AuditVerification:
         """Walk the whole chain in one consistent snapshot and report the first edited, deleted or reordered row."""
         verifier = chain.ChainVerifier()

@@ -32,7 +32,7 @@ from bot.registry.probe import RegistryProber
 from bot.registry.sim import SimRegistry
 from bot.settings import AccessSettings, KubeSettings, RegistrySettings, Settings, SlackSettings
 from bot.slack.app import build_app, http_routes
-from bot.slack.fake_api import FakeSlackApi, Payload
+from bot.slack.fake_api import FakeSlackApi
 from bot.store.migrate import upgrade
 from bot.store.store import Store
 from handlers import register_all
@@ -50,18 +50,7 @@ GRANTS = {
 
 
 class FakeSlackWithGroups(FakeSlackApi):
-    """The fake Web API plus `usergroups.users.list` (group id -> member ids in `groups`)."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.groups: dict[str, list[str]] = {}
-        self._handlers["usergroups.users.list"] = self._usergroup_users
-
-    async def _usergroup_users(self, p: Payload) -> Payload:
-        group = str(p.get("usergroup", ""))
-        if group not in self.groups:
-            return {"ok": False, "error": "no_such_subteam"}
-        return {"ok": True, "users": self.groups[group]}
+    """The fake Web API, whose `groups` answer `usergroups.users.list` (group id -> member ids)."""
 
 
 @pytest.fixture(scope="session")
