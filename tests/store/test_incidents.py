@@ -127,3 +127,16 @@ async def test_two_replicas_saving_a_new_incident_make_one_row(open_store: OpenS
         assert a.id == b.id
     assert len(await first.open_incidents()) == 5
     assert (await first.outbox_counts())["pending"] == 5
+
+
+async def test_snooze_and_mute_set_from_slack_survive_the_leaders_save(store: Store) -> None:
+    """Another replica snoozes or mutes; the leader's next save of its own copy keeps both."""
+    leader_copy = await store.save_incident(incident())
+    until = T0 + timedelta(hours=1)
+    await store.save_incident(dataclasses.replace(leader_copy, snoozed_until=until, muted=True))
+    saved = await store.save_incident(dataclasses.replace(leader_copy, pods_seen=9))
+    assert saved.muted is True and saved.snoozed_until == until
+    stored = await store.get_incident(leader_copy.key)
+    assert stored is not None and stored.muted and stored.snoozed_until == until and stored.pods_seen == 9
+    later = until + timedelta(hours=2)
+    assert (await store.save_incident(dataclasses.replace(saved, snoozed_until=later))).snoozed_until == later
