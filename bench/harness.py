@@ -32,6 +32,7 @@ log = logging.getLogger("bench")
 CLUSTER = "bench"
 CHANNEL = "#imagepull-bench"
 NODES = ("node-a", "node-b")
+DNS_HOST = "registry.corp.invalid"  # never resolves (.invalid is reserved)
 
 
 def setup_logging(level: str = "WARNING") -> None:
@@ -73,9 +74,11 @@ def bench_settings(
 
 
 @contextlib.asynccontextmanager
-async def running_bot(settings: Settings, *, sync_timeout_s: float = 60.0) -> AsyncIterator[Bot]:
-    """Create the bot, run its outbox worker and leader duties, and yield once the watcher has synced."""
-    bot = await Bot.create(settings)
+async def running_bot(
+    settings: Settings, *, bot: Bot | None = None, sync_timeout_s: float = 60.0
+) -> AsyncIterator[Bot]:
+    """Create the bot (unless given), run its outbox worker and leader duties, and yield once the watcher synced."""
+    bot = bot or await Bot.create(settings)
     tasks = [
         asyncio.create_task(bot.outbox.run(), name="outbox"),
         asyncio.create_task(bot.run_leader_elected(), name="leader"),

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
+    DNS_HOST,
     BenchKubelet,
     Workload,
     bench_settings,
@@ -41,7 +42,6 @@ from bot.slack.fake_api import FakeSlackApi
 
 log = logging.getLogger("bench.storm")
 
-DNS_HOST = "registry.corp.invalid"
 KINDS = ("tag_not_found", "auth", "secret_missing", "rate_limited", "dns")
 
 
