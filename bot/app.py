@@ -3,7 +3,14 @@
 Roles inside one process:
 - every replica: the outbox worker (rows are claimed, so replicas never send one twice), the Slack app (slash
   commands and buttons), /metrics, /healthz and /readyz;
-- the leader only (a coordination.k8s.io Lease): the pod and event watcher, the incident book and its ticker.
+- the leader only (a coordination.k8s.io Lease named `<ha.lease_name>-<cluster>`): the pod and event watcher, the
+  incident book and its ticker. Each leadership term starts by reloading the book from the store, so a replica that
+  followed while another one posted continues that one's threads instead of opening new ones.
+
+Several clusters: one deployment per cluster, sharing the database and the Slack app. Incidents, the book, the
+reconciliation and the Lease are per cluster; the outbox is not: any replica of any cluster may send any due row
+(claims keep each row to one sender, in order per incident), which is right because every cluster posts with the same
+Slack app. Clusters that post to different Slack workspaces need separate databases.
 """
 
 from __future__ import annotations
