@@ -11,13 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
+import aiohttp
+from aiohttp import web
 from pydantic import SecretStr
 
 from bot.app import Bot
@@ -25,13 +31,24 @@ from bot.kube.sim import objects as k8s
 from bot.kube.sim.server import SimCluster
 from bot.model import AuditEntry, IncidentStatus
 from bot.registry.sim import SimRegistry
-from bot.settings import HASettings, IncidentSettings, KubeSettings, RegistrySettings, Settings, SlackSettings
+from bot.settings import (
+    AccessSettings,
+    HASettings,
+    IncidentSettings,
+    KubeSettings,
+    RegistrySettings,
+    Settings,
+    SlackSettings,
+)
 from bot.slack.fake_api import FakeSlackApi
 from bot.slack.terminal import render_threads
 
 log = logging.getLogger(__name__)
 
 DNS_HOST = "registry.corp.invalid"
+SIGNING_SECRET = "demo-signing-secret-not-real"  # noqa: S105 (the demo's own local Bolt app)
+DEV, LEAD = "U0DEVALICE", "U0LEADBOB"  # a developer asks, the team lead approves (two-person rule)
+REGISTRY_USER, REGISTRY_PASSWORD = "ci-bot", "demo-password-not-real"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +153,18 @@ class DemoKubelet:
                     message = f'Back-off pulling image "{image}"'
                     self.cluster.put(k8s.set_waiting(current, name, "ImagePullBackOff", message))
 
+    def retry_with_service_account(self, namespace: str, name: str) -> bool:
+        """Kubelet's next pull attempt: succeeds once the ServiceAccount carries a pull secret that exists."""
+        sa = self.cluster.get("ServiceAccount", namespace, "default") or {}
+        names = [ref.get("name") for ref in sa.get("imagePullSecrets") or []]
+        if not any(self.cluster.get("Secret", namespace, str(n)) for n in names):
+            return False
+        for pod in self.pods.get((namespace, name), []):
+            current = self.cluster.get("Pod", namespace, pod["metadata"]["name"])  # type: ignore[index]
+            if current is not None:
+                self.cluster.put(k8s.set_running(current, name))
+        return True
+
     def fix(self, namespace: str, name: str, image: str) -> None:
         """The team pushes the right tag: the rollout's new image pulls and the containers start."""
         for pod in self.pods.get((namespace, name), []):
@@ -143,6 +172,86 @@ class DemoKubelet:
             if current is None:
                 continue
             self.cluster.put(k8s.set_running(k8s.set_image(current, name, image), name))
+
+
+class ChatOps:
+    """Slack users talking to the bot's real Bolt app over HTTP, with correctly signed (v0 HMAC) requests."""
+
+    def __init__(self, url: str, channel: str) -> None:
+        self.url = url
+        self.channel = channel
+
+    @classmethod
+    async def serve(cls, bot: Bot, stack: contextlib.AsyncExitStack) -> ChatOps:
+        from bot.flows import Flows
+        from bot.slack.app import build_app, http_routes
+        from handlers import register_all
+
+        flows = Flows.from_bot(bot)
+        app = build_app(bot.settings, client=bot.slack, register=lambda a: register_all(a, flows))
+        runner = web.AppRunner(http_routes(app), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        stack.push_async_callback(runner.cleanup)
+        executor = flows.start_executor()
+
+        async def stop_executor() -> None:
+            executor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await executor
+
+        stack.push_async_callback(stop_executor)
+        return cls(f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events", bot.settings.slack.default_channel)
+
+    async def _post(self, body: str) -> int:
+        stamp = str(int(time.time()))
+        digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
+        headers = {
+            "X-Slack-Request-Timestamp": stamp,
+            "X-Slack-Signature": f"v0={digest}",
+            "Content-Type": "application/x-www-form-urlencoded",
+        }
+        async with aiohttp.ClientSession() as session, session.post(self.url, data=body, headers=headers) as r:
+            return r.status
+
+    async def command(self, user: str, text: str) -> int:
+        """`/imagepull <text>` typed by `user`."""
+        print(f"demo: {user} types  /imagepull {text}")
+        fields = {
+            "team_id": "TDEMO",
+            "channel_id": self.channel,
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/imagepull",
+            "text": text,
+            "trigger_id": "1.2.3",
+            "api_app_id": "ADEMO",
+            "response_url": "https://hooks.slack.invalid/demo",
+        }
+        return await self._post(urlencode(fields))
+
+    async def click(self, user: str, action_id: str, value: dict[str, object]) -> int:
+        """`user` clicks a button."""
+        print(f"demo: {user} clicks {action_id.removeprefix('imagepull:')} {json.dumps(value)}")
+        payload = {
+            "type": "block_actions",
+            "team": {"id": "TDEMO"},
+            "user": {"id": user},
+            "api_app_id": "ADEMO",
+            "trigger_id": "9.9.9",
+            "channel": {"id": self.channel},
+            "container": {"type": "message", "message_ts": "1.000001", "channel_id": self.channel},
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b",
+                    "value": json.dumps(value),
+                    "action_ts": "1",
+                }
+            ],
+        }
+        return await self._post(urlencode({"payload": json.dumps(payload)}))
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], deadline: float, step: float = 0.2) -> bool:
@@ -160,6 +269,7 @@ def demo_settings(base: Settings, workdir: Path, kubeconfig: Path, hosts: list[s
         slack = SlackSettings(
             bot_token=SecretStr("xoxb-demo-not-a-real-token"), base_url=slack_url, default_channel="#imagepull-demo"
         )
+    slack = slack.model_copy(update={"signing_secret": SecretStr(SIGNING_SECRET), "mode": "http"})
     return Settings(
         database_url=f"sqlite+aiosqlite:///{workdir / 'imagepull-doctor.db'}",
         log_level=base.log_level,
@@ -168,6 +278,7 @@ def demo_settings(base: Settings, workdir: Path, kubeconfig: Path, hosts: list[s
         registry=RegistrySettings(insecure_registries=hosts, probe_budget_s=3.0),
         incidents=IncidentSettings(storm_window_s=1.0, update_interval_s=1.0, resolve_grace_s=2.0),
         ha=HASettings(lease_namespace="default", lease_duration_s=6.0, renew_s=1.0, identity="demo-bot"),
+        access=AccessSettings(grants={LEAD: ["billing:link_secret", "billing:delete_pod"]}, two_person_rule=True),
     )
 
 
@@ -188,7 +299,7 @@ async def run_demo(settings: Settings, *, seconds: float = 45.0, workdir: str = 
             private.add_image("shop/api", tag)
         private.add_image("web/frontend", "2.0.1")
         private.add_image("billing/ledger", "2.3.1")
-        private.require_auth("billing/*", "ci-bot", "demo-password-not-real")
+        private.require_auth("billing/*", REGISTRY_USER, REGISTRY_PASSWORD)
         hub.set_fault("rate_limit")
         hub.ratelimit = (100, 0)
 
@@ -243,6 +354,39 @@ async def run_demo(settings: Settings, *, seconds: float = 45.0, workdir: str = 
             return bool(done) and counts.get("pending", 0) == 0
 
         resolved = await _until(api_resolved, deadline)
+
+        # ChatOps: the team adds the pull secret; a developer asks the bot to link it; a lead approves.
+        cluster.put(
+            k8s.docker_config_secret(
+                "regcred", "billing", {private_host: {"username": REGISTRY_USER, "password": REGISTRY_PASSWORD}}
+            )
+        )
+        chat = await ChatOps.serve(bot, stack)
+        await chat.command(DEV, "link-secret billing/default regcred")
+
+        async def proposed() -> bool:
+            return bool(await bot.store.pending_proposals())
+
+        linked = False
+        if await _until(proposed, deadline):
+            (proposal,) = (await bot.store.pending_proposals())[:1]
+            await chat.click(DEV, "imagepull:approve", {"proposal": proposal.id})  # refused: two-person rule
+            await chat.click(LEAD, "imagepull:approve", {"proposal": proposal.id})
+
+            async def executed() -> bool:
+                current = await bot.store.get_proposal(proposal.id or 0)
+                return current is not None and current.status.value in ("succeeded", "failed")
+
+            await _until(executed, deadline)
+            linked = kubelet.retry_with_service_account("billing", "ledger")
+
+        async def ledger_resolved() -> bool:
+            incidents = await bot.store.recent_incidents(limit=50, cluster="demo")
+            done = [i for i in incidents if i.workload.name == "ledger" and i.status is IncidentStatus.RESOLVED]
+            return bool(done) and (await bot.store.outbox_counts()).get("pending", 0) == 0
+
+        chatops_ok = linked and await _until(ledger_resolved, deadline)
+        print(f"demo: ChatOps link-secret {'approved, executed and resolved' if chatops_ok else 'did NOT complete'}")
         await bot.store.append_audit(
             AuditEntry(
                 actor_id="demo",
@@ -250,7 +394,7 @@ async def run_demo(settings: Settings, *, seconds: float = 45.0, workdir: str = 
                 action="demo.completed",
                 target="demo",
                 params={"incidents": str(len(await bot.store.recent_incidents(limit=50, cluster="demo")))},
-                result="ok" if ok and resolved else "incomplete",
+                result="ok" if ok and resolved and chatops_ok else "incomplete",
                 at=_now(),
             )
         )
@@ -263,10 +407,14 @@ async def run_demo(settings: Settings, *, seconds: float = 45.0, workdir: str = 
                 f"  {inc.status.value:<9} {inc.cause.value:<28} {inc.namespace}/{inc.workload} "
                 f"pods_seen={inc.pods_seen} thread={inc.thread_ts}"
             )
+        print("\naudit log:")
+        for record in await bot.store.list_audit(limit=50):
+            e = record.entry
+            print(f"  {record.id:>3} {e.actor_name or e.actor_id:<22} {e.action:<22} {e.target:<40} {e.result}")
         verdict = await bot.store.verify_audit()
-        print(f"audit log: {verdict.checked} rows, chain {'intact' if verdict.ok else 'BROKEN'}")
+        print(f"audit chain: {verdict.checked} rows, {'intact' if verdict.ok else 'BROKEN'}")
         healthy = [i for i in incidents if i.workload.name == "frontend"]
-        success = ok and resolved and not healthy
+        success = ok and resolved and chatops_ok and not healthy
         print(f"demo: {'done' if success else 'INCOMPLETE'} in {time.monotonic() - started:.1f}s")
         return 0 if success else 1
 
