@@ -35,8 +35,6 @@ from tests.test_e2e_pipeline import (
     world_for,
 )
 
-pytestmark = pytest.mark.integration  # the two-replica story is about PostgreSQL (SQLite runs too)
-
 LEASE_DURATION_S = 3.0
 
 
@@ -53,7 +51,12 @@ def fresh_pg() -> Iterator[str]:
         drop_pg_database(name)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.integration),
+    ]
+)
 def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """One database both replicas use: a new SQLite file, or a new PostgreSQL database."""
     if request.param == "sqlite":
@@ -235,6 +238,7 @@ class BotProcess:
         return out
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 async def test_two_processes_leader_sigkilled_follower_takes_over(world: World, pg_url: str, tmp_path: Path) -> None:
     api = f"{world.host}/shop/api:v1.5.0"
