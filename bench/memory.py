@@ -29,9 +29,11 @@ log = logging.getLogger("bench.memory")
 
 
 @contextlib.contextmanager
-def simserver(pods: int, failing_fraction: float, workdir: Path, timeout_s: float = 90.0) -> Iterator[dict[str, Any]]:
+def simserver(
+    pods: int, failing_fraction: float, per_workload: int, workdir: Path, timeout_s: float = 90.0
+) -> Iterator[dict[str, Any]]:
     """Run bench.simserver in a child process; yield the JSON it printed; stop it by closing its stdin."""
-    command = [sys.executable, "-m", "bench.simserver", "--pods", str(pods)]
+    command = [sys.executable, "-m", "bench.simserver", "--pods", str(pods), "--per-workload", str(per_workload)]
     command += ["--failing-fraction", str(failing_fraction), "--workdir", str(workdir)]
     child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
@@ -96,6 +98,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.memory")
     parser.add_argument("--pods", type=int, default=10_000)
     parser.add_argument("--failing-fraction", type=float, default=0.05)
+    parser.add_argument("--per-workload", type=int, default=50, help="pods per Deployment")
     parser.add_argument("--steady", type=float, default=10.0, help="seconds to keep measuring after the sync")
     parser.add_argument("--tracemalloc", action="store_true", help="print the top allocation sites to stderr")
     parser.add_argument("--log-level", default="WARNING")
@@ -103,7 +106,7 @@ def main() -> None:
     setup_logging(args.log_level)
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         workdir = Path(tmp)
-        with simserver(args.pods, args.failing_fraction, workdir) as info:
+        with simserver(args.pods, args.failing_fraction, args.per_workload, workdir) as info:
             result = asyncio.run(measure(info, workdir, args.steady, args.tracemalloc))
     print(json.dumps(result), flush=True)
 

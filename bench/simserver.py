@@ -25,7 +25,7 @@ def plan(pods: int, failing_fraction: float, per_workload: int, registry: str) -
     """Workloads of `per_workload` pods; every k-th fails (wrong tag or unresolvable host) so about `failing_fraction`
     of the pods fail."""
     count = max(1, -(-pods // per_workload))
-    failing = round(count * failing_fraction)
+    failing = round(count * failing_fraction) or (1 if failing_fraction > 0 else 0)
     step = count / failing if failing else 0.0
     failing_at = {int(i * step) for i in range(failing)}
     out: list[Workload] = []

@@ -112,6 +112,7 @@ async def storm(pods: int, workloads: int, registry_count: int, ramp_s: float, q
                 flipped = kubelet.back_off(wanted)
                 log.info("storm started: %d pods, %d flipped to ImagePullBackOff", pods, flipped)
                 quiet = quiet_s if quiet_s > 0 else settings.incidents.update_interval_s + 3.0
+                quiet = max(quiet, settings.incidents.storm_window_s + 1.0)  # held registry failures are released
                 await _settle(bot, fake, quiet, deadline=started + 110)
                 incidents = await bot.store.recent_incidents(limit=100_000, cluster=settings.kube.cluster_name)
                 replies = [first_reply_at(fake.calls, i.key) for i in incidents]

@@ -1,0 +1,85 @@
+"""Smoke tests: each bench runs end to end at a tiny size and prints its JSON contract as the last stdout line.
+
+These check that the benches work and report sane figures, not how fast anything is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(module: str, *args: str, timeout: float = 90.0) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines, f"{module} printed nothing on stdout; stderr: {done.stderr[-2000:]}"
+    result = json.loads(lines[-1])
+    assert isinstance(result, dict)
+    return result
+
+
+def test_latency_reports_percentiles_of_every_run() -> None:
+    result = _run("bench.latency", "--runs", "3", "--gap", "0.2")
+    assert {"runs", "p50_ms", "p95_ms", "max_ms", "registry"} <= result.keys()
+    assert result["runs"] == 3
+    assert result["registry"] == ("docker-registry" if shutil.which("docker-registry") else "sim")
+    assert 0 < result["p50_ms"] <= result["p95_ms"] <= result["max_ms"] < 30_000
+
+
+def test_latency_falls_back_to_the_sim_registry_on_request() -> None:
+    result = _run("bench.latency", "--runs", "2", "--gap", "0.1", "--sim-registry")
+    assert result["registry"] == "sim"
+    assert result["runs"] == 2
+
+
+def test_storm_posts_every_incident_once() -> None:
+    result = _run("bench.storm", "--pods", "30", "--workloads", "5", "--ramp", "0.2", "--quiet", "1")
+    assert {"pods", "workloads", "incidents", "slack_calls", "seconds_to_all_posted", "duplicates"} <= result.keys()
+    assert result["pods"] == 30
+    assert result["workloads"] == 5
+    assert result["duplicates"] == 0
+    assert result["unposted"] == 0
+    assert result["incidents"] >= 3  # tag, auth and secret each their own; registry causes may group
+    assert result["seconds_to_all_posted"] is not None
+    # every incident has a parent and a diagnosis reply, all counted
+    assert 2 * result["incidents"] <= result["slack_calls"] <= 4 * result["incidents"] + 50
+
+
+def test_memory_measures_the_bot_with_the_world_in_another_process() -> None:
+    result = _run(
+        "bench.memory", "--pods", "200", "--failing-fraction", "0.1", "--per-workload", "10", "--steady", "0.5"
+    )
+    assert {"pods", "failing", "rss_mb", "rss_baseline_mb", "seconds_to_sync"} <= result.keys()
+    assert result["pods"] == 200
+    assert result["failing"] == 20
+    assert result["failing_seen"] == result["failing"]
+    assert 0 < result["rss_baseline_mb"] <= result["rss_mb"]
+    assert result["seconds_to_sync"] > 0
+
+
+@pytest.mark.parametrize("module", ["bench.latency", "bench.storm", "bench.memory", "bench.simserver"])
+def test_help_exits_cleanly(module: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert done.returncode == 0
+    assert module in done.stdout
