@@ -33,6 +33,10 @@ from bot.model import Incident, OutboxKind, OutboxMessage
 log = logging.getLogger(__name__)
 
 PARENT_EVENT = "imagepull_incident"
+# chat.update is not bound by the 1 message/s/channel posting limit but by its own workspace-wide Tier 3 limit
+# (about 50 a minute): edits get their own bucket, so parent updates never delay new threads in a channel.
+UPDATE_BUCKET = "chat.update"
+UPDATE_RATE = 50 / 60
 REPLY_EVENT = "imagepull_reply"
 
 # Errors that no retry can fix: the row is marked failed with the code.
@@ -184,6 +188,7 @@ class OutboxWorker:
         bot_user_id: str | None = None,
         rate_per_channel: float | None = 1.0,
         burst: int = 4,
+        update_rate: float | None = UPDATE_RATE,
         batch_size: int = 50,
         lease_s: float = 60.0,
         backoff_base_s: float = 1.0,
@@ -200,6 +205,7 @@ class OutboxWorker:
         self.max_attempts = max_attempts
         self.bot_user_id = bot_user_id
         self.pacer = ChannelPacer(rate_per_channel, burst)
+        self.update_pacer = ChannelPacer(update_rate if rate_per_channel is not None else None, burst)
         self.batch_size = batch_size
         self.lease_s = lease_s
         self.backoff_base_s = backoff_base_s
@@ -363,7 +369,7 @@ class OutboxWorker:
                 if superseded:
                     await self._store.mark_outbox_sent(row_id, incident.thread_ts)
                     return _SENT, incident
-                await self.pacer.acquire(channel)
+                await self.update_pacer.acquire(UPDATE_BUCKET)
                 await self._client.chat_update(
                     channel=channel, ts=incident.thread_ts, text=row.text, blocks=list(row.blocks) or None
                 )
@@ -383,7 +389,10 @@ class OutboxWorker:
         if status == 429 or error == "ratelimited":
             seconds = _retry_after(exc)
             self.rate_limited += 1
-            self.pacer.pause(row.channel, seconds)
+            if row.kind is OutboxKind.UPDATE_PARENT:
+                self.update_pacer.pause(UPDATE_BUCKET, seconds)
+            else:
+                self.pacer.pause(row.channel, seconds)
             return _Outcome("retry", delay=seconds, error="ratelimited")
         if status >= 500 or status == 0:
             self._ambiguous.add(_id(row))
