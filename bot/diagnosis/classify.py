@@ -273,21 +273,36 @@ RULES: tuple[Rule, ...] = (
             "name_unknown",
             "repository name not known",
             "does not exist in the registry",
+            "does not exist or no pull access",
         ),
         _re(r"denied(?:(?<=^denied)|(?<=: denied))\.?$|anonymous token.*4(?<!\w4)03\b|name.unknown"),
         hints=("anonymous token", "denied"),
+    ),
+    # The registry's DENIED code with a message of its own (GitLab `denied: access forbidden`, Artifact Registry
+    # `denied: Permission "..." denied on resource`) cannot tell a missing repository from missing rights, unless
+    # the text is about credentials: a token endpoint refusal or ECR's `denied: Your authorization token has
+    # expired` stay auth_failed.
+    Rule(
+        "registry_denied",
+        Cause.REPO_NOT_FOUND_OR_NO_ACCESS,
+        (),
+        _re(r"denied: (?:(?<=^denied: )|(?<=: denied: ))"),
+        unless=("token", "credential", "authenticat", "unauthori", "password", "failed to authorize"),
+        hints=("denied: ",),
     ),
     Rule(
         "missing_blob",
         Cause.OTHER,
         ("blob unknown", "blob_unknown"),
-        _re(r"(?:<blob-url>|content descriptor <digest> \([^)]*(?:layer|config)[^)]*\)).*not found|blob.unknown"),
+        _re(r"(?:<blob-url>|content descriptor <digest> \((?![^)]*(?:manifest|index))[^)]*\)).*not found|blob.unknown"),
         hints=("<blob-url>", "content descriptor"),
     ),
     Rule(
         "forbidden_unexplained",
         Cause.REPO_NOT_FOUND_OR_NO_ACCESS,
         ("403 forbidden",),
+        _re(r": forbidden\)?$"),
+        hints=(": forbidden",),
         unless=(
             "oauth token",
             "permission",
