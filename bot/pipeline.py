@@ -77,6 +77,7 @@ class Pipeline:
         diagnosis_ttl_s: float = 30.0,
         on_diagnosis: Callable[[PullFailure, Diagnosis, float], Awaitable[None] | None] | None = None,
         on_saved: Callable[[Incident, tuple[OutboxMessage, ...]], None] | None = None,
+        save_attempts: int = 8,
     ) -> None:
         self._book = book
         self._store = store
@@ -91,6 +92,7 @@ class Pipeline:
         self._on_diagnosis = on_diagnosis
         self._on_saved = on_saved
         self._failing: set[tuple[str, str]] = set()  # (namespace, pod) reported failing since start
+        self._save_attempts = max(1, save_attempts)
         self.stats = PipelineStats()
 
     async def restore(self, incidents: Sequence[Incident]) -> None:
@@ -193,7 +195,7 @@ class Pipeline:
         for change in changes:
             token = incident_id.set(change.incident.key)
             try:
-                stored = await self._store.save_incident(change.incident, change.outbox)
+                stored = await self._save(change)
                 self._book.adopt(replace(stored, snoozed_until=stored.snoozed_until, muted=stored.muted))
                 self.stats.changes_saved += 1
                 sent = sent or bool(change.outbox)
@@ -211,3 +213,24 @@ class Pipeline:
                 incident_id.reset(token)
         if sent:
             self._wake()
+
+    async def _save(self, change: Change) -> Incident:
+        """Store one change, retrying while the database is away.
+
+        The book already holds the change and the watcher reports a failure only once, so a change given up on
+        would be lost. Saving is idempotent (upsert by key, outbox rows deduplicated), so a retry after a commit
+        whose answer was lost does no harm.
+        """
+        attempt = 0
+        while True:
+            try:
+                return await self._store.save_incident(change.incident, change.outbox)
+            except Exception as exc:
+                attempt += 1
+                if attempt >= self._save_attempts:
+                    raise
+                delay = min(5.0, 0.1 * 2 ** (attempt - 1))
+                log.warning(
+                    "saving incident %s failed (%s); retry in %.1fs", change.incident.key, type(exc).__name__, delay
+                )
+                await asyncio.sleep(delay)
