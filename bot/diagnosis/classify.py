@@ -362,12 +362,19 @@ _REASON_CAUSES: dict[str, Cause] = {
     "FailedToRetrieveImagePullSecret": Cause.AUTH_FAILED,
 }
 
+
+def _url_label(match: re.Match[str]) -> str:
+    url = match.group()[:-1]  # a path word needs a character after it
+    if "/blobs/" in url:
+        return "<blob-url>"
+    return "<manifest-url>" if "/manifests/" in url else "<url>"
+
+
 # Masks, applied in order to the normalised lowercase text when their needle is present; each keeps the
 # words that rules read and hides names (images, URLs, hosts, addresses, secrets, digests).
-_MASKS: tuple[tuple[str, re.Pattern[str], str], ...] = (
-    ("/blobs/", re.compile(r"https?://[^\s\"]*/blobs/[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<blob-url>"),
-    ("/manifests/", re.compile(r"https?://[^\s\"]*/manifests/[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<manifest-url>"),
-    ("://", re.compile(r"https?://[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<url>"),
+_MASKS: tuple[tuple[str, re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
+    # One pass for every URL: a blob URL, a manifest URL or any other URL, each named for what it is.
+    ("://", re.compile(r"https?://[^\s\"]+?(?=:\s|:$|\"|\s|$)"), _url_label),
     ("docker://", re.compile(r"docker://[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<ref>"),
     # Quoted names (images, references, hosts); quoted bare words such as "UNAUTHORIZED" stay readable.
     ('"', re.compile(r"\"[^\"\s]*[^a-z_\"\s][^\"\s]*\""), '"<ref>"'),
@@ -459,6 +466,7 @@ _STATUS_RES: tuple[tuple[tuple[str, ...], re.Pattern[str]], ...] = (
     (("http ",), re.compile(r"http(?<!\whttp) ([1-5]\d\d)\b")),
     (("429", "50"), re.compile(r"((?:4(?=29)|5)(?<![\w.:/-].)\d\d)(?![\w.:/-])")),
 )
+_STATUS_DIGITS_RE = re.compile(r"[1-5]\d\d")
 _PLATFORM_RE = re.compile(
     r"((?:linux(?<!\wlinux)|windows(?<!\wwindows)|darwin(?<!\wdarwin)|freebsd(?<!\wfreebsd))/[a-z0-9_]+(?:/v\d+)?)\b"
 )
@@ -468,6 +476,10 @@ _ARCH_OS_RE = re.compile(r"for architecture ([a-z0-9_]+)(?:, variant \"?([a-z0-9
 def normalise(message: str) -> str:
     """Collapse whitespace and undo JSON-style quote escapes, so every runtime's text reads alike."""
     text = message.replace('\\"', '"') if '\\"' in message else message
+    # isprintable() is False for every whitespace character but the space: such text with no double, leading or
+    # trailing space is already what split/join would give.
+    if "  " not in text and text.isprintable() and text[:1] != " " and text[-1:] != " ":
+        return text
     return " ".join(text.split())
 
 
@@ -561,6 +573,8 @@ def _image_from(text: str, low: str) -> imageref.ImageRef | None:
 
 
 def _status_from(masked_low: str) -> int | None:
+    if _STATUS_DIGITS_RE.search(masked_low) is None:  # every status pattern holds one; most messages have none
+        return None
     for needles, pattern in _STATUS_RES:
         for needle in needles:
             if needle in masked_low:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.diagnosis.catalogue import CATALOGUE
-from bot.diagnosis.classify import RULES, classify
+from bot.diagnosis.classify import RULES, classify, normalise
 from bot.diagnosis.evaluate import load, run
 from bot.model import Cause, Facts
 
@@ -353,6 +353,13 @@ def test_garbage_never_raises(message: str, event_reason: str | None, waiting_re
     result = classify(message, event_reason, waiting_reason)
     assert result.raw == message
     assert isinstance(result.cause, Cause)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(max_size=200))
+def test_normalise_collapses_whitespace_like_split_join(message: str) -> None:
+    """The fast path of normalise gives exactly what split/join gives, for any text."""
+    assert normalise(message) == " ".join(message.replace('\\"', '"').split())
 
 
 @settings(max_examples=200, deadline=None)
