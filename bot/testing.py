@@ -1,7 +1,8 @@
 """A bot process for end-to-end and chaos tests: `python -m bot.testing SETTINGS_JSON [OPTIONS_JSON]`.
 
 It runs what `imagepull-doctor run` runs minus the Slack app (no slash commands or buttons): Bot.create, the outbox
-worker and the leader-elected watcher, until SIGTERM/SIGINT (or SIGKILL, which is the point). Settings come as JSON
+worker, the leader-elected watcher and the approval executor (bot.flows), until SIGTERM/SIGINT (or SIGKILL, which is
+the point). Settings come as JSON
 on the command line (a test builds them with `settings_dict`); secrets are passed as plain strings there, which is
 fine for loopback fakes and never for real ones. The process prints `ready` on stdout once the bot is built.
 """
@@ -29,6 +30,10 @@ class Tuning:
     outbox_lease_s: float = 60.0
     rate_per_channel: float | None = 1.0
     poll_interval_s: float = 0.2
+    executor: bool = True
+    executor_interval_s: float = 2.0
+    stale_run_s: float = 600.0  # an interrupted action is marked failed after this long
+    settle_s: float = 5.0  # wait after a fix before the follow-up diagnosis
 
 
 def settings_dict(
@@ -70,6 +75,12 @@ async def run_bot(settings: Settings, tuning: Tuning) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(bot.outbox.run()), asyncio.create_task(bot.run_leader_elected())]
+    if tuning.executor:
+        from bot.flows import Flows
+
+        flows = Flows.from_bot(bot)
+        flows.stale_run_s, flows.settle_s = tuning.stale_run_s, tuning.settle_s
+        tasks.append(asyncio.create_task(flows.run_executor(tuning.executor_interval_s)))
     print("ready", flush=True)
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)

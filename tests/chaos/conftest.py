@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import secrets
@@ -41,7 +42,7 @@ from bot.testing import Tuning, settings_dict, tune
 from tests.conftest import create_pg_database, drop_pg_database, pg_database_url, unavailable
 
 TOKEN = "xoxb-chaos-not-a-real-token"
-FAST = Tuning(outbox_lease_s=2.0, rate_per_channel=None, poll_interval_s=0.1)
+FAST = Tuning(outbox_lease_s=2.0, rate_per_channel=None, poll_interval_s=0.1, executor_interval_s=0.2, settle_s=0.0)
 GOOD_TAG = "1.0.0"
 BAD_TAG = "9.9.9"
 
@@ -271,13 +272,7 @@ class BotProcess:
             "-m",
             "bot.testing",
             json.dumps(self.world.settings_data(self.identity)),
-            json.dumps(
-                {
-                    "outbox_lease_s": self.tuning.outbox_lease_s,
-                    "rate_per_channel": self.tuning.rate_per_channel,
-                    "poll_interval_s": self.tuning.poll_interval_s,
-                }
-            ),
+            json.dumps(dataclasses.asdict(self.tuning)),
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPULL_")}
         with self.log_path.open("ab") as log:

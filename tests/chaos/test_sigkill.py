@@ -1,0 +1,166 @@
+"""Chaos: the bot process is killed with SIGKILL mid-incident (and mid-action) and started again."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.model import ActionKind, Proposal, ProposalStatus
+from bot.store.migrate import upgrade
+from bot.store.store import Store
+from tests.chaos.conftest import (
+    FAST,
+    BotProcess,
+    World,
+    audit,
+    check_invariants,
+    settled,
+    wait_for,
+)
+
+
+@pytest.fixture
+def processes() -> Iterator[list[BotProcess]]:
+    """Bot processes started by a test; any still alive at the end is terminated."""
+    started: list[BotProcess] = []
+    yield started
+    for p in started:
+        p.terminate()
+
+
+def _start(world: World, tmp_path: Path, processes: list[BotProcess], n: int, **tuning: float) -> BotProcess:
+    proc = BotProcess(world, tmp_path / f"bot-{n}.log", tuning=dataclasses.replace(FAST, **tuning))
+    proc.start()
+    processes.append(proc)
+    return proc
+
+
+def _log(tmp_path: Path) -> str:
+    return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("bot-*.log")))
+
+
+async def test_sigkill_after_the_parent_and_after_a_reply(
+    world_factory: Callable[[str], Awaitable[World]], chaos_db: str, tmp_path: Path, processes: list[BotProcess]
+) -> None:
+    """Killed between Slack's answer and the commit (a parent, then a reply): the restarted bot posts nothing twice."""
+    world = await world_factory(chaos_db)
+    slack = world.slack
+    world.fail("shop", "api", replicas=2)
+    world.fail("billing", "ledger")
+    slack.crash_after_send("chat.postMessage", times=1)  # Slack keeps the first parent, the bot hears a 500
+
+    first = _start(world, tmp_path, processes, 1)
+    await wait_for(_has(lambda: len(world.parents()) >= 1), 20, "a parent posted by process 1")
+    first.kill()  # the parent is in Slack; the bot's row is claimed or marked for retry, not sent
+    assert world.parent_keys(), "the parent carries its incident key"
+
+    world.fix("shop", "api")  # recovers while no bot runs
+    world.fail("web", "frontend")  # fails while no bot runs
+
+    second = _start(world, tmp_path, processes, 2)
+    replies_before = _replies(world)
+    await wait_for(_has(lambda: _replies(world) > replies_before), 20, f"a reply by process 2\n{_log(tmp_path)}")
+    second.kill()  # right after a reply reached Slack, perhaps before the row was marked sent
+
+    store = await Store.open(chaos_db)
+    try:
+        await audit(store, "chaos.between_kills", "process-2")
+        third = _start(world, tmp_path, processes, 3)
+        await wait_for(
+            lambda: settled(world, store, open_={"ledger", "frontend"}, resolved={"api"}),
+            20,
+            f"process 3 finished the work\n{_log(tmp_path)}",
+        )
+        assert third.alive()
+        third.terminate()
+        await check_invariants(world, store)
+    finally:
+        await store.close()
+
+
+async def test_sigkill_during_an_approved_delete_runs_it_at_most_once(
+    world_factory: Callable[[str], Awaitable[World]], sqlite_db: str, tmp_path: Path, processes: list[BotProcess]
+) -> None:
+    """An approved delete-pod whose run is cut by SIGKILL is never run again: one DELETE, then failed "interrupted"."""
+    world = await world_factory(sqlite_db)
+    world.fail("shop", "api")
+    await upgrade(sqlite_db)
+    first = _start(world, tmp_path, processes, 1, stale_run_s=1.0)
+    store = await Store.open(sqlite_db)
+    try:
+        await wait_for(lambda: settled(world, store, open_={"api"}, resolved=set()), 20, "api posted")
+        incident = (await store.open_incidents(world.name))[0]
+        pod = incident.pods[0]
+        now = datetime.now(UTC)
+        proposal = await store.create_proposal(
+            Proposal(
+                action=ActionKind.DELETE_POD,
+                cluster=world.name,
+                namespace="shop",
+                target=pod,
+                params={"threaded": "yes", "channel": incident.channel},
+                requested_by="U0CHAOS",
+                requested_by_name="chaos",
+                created_at=now,
+                expires_at=now + timedelta(minutes=30),
+                incident_key=incident.key,
+            )
+        )
+        assert proposal.id is not None
+        delete_path = f"/api/v1/namespaces/shop/pods/{pod}"
+        world.cluster.faults.latency_s = 1.5  # every API answer is slow: the DELETE is in flight long enough
+        approved = await store.transition_proposal(
+            proposal.id, ProposalStatus.PENDING, ProposalStatus.APPROVED, decided_by="U0APPROVER"
+        )
+        assert approved is not None
+
+        def deletes() -> int:
+            return sum(
+                1 for method, path in world.cluster.requests if method == "DELETE" and path.startswith(delete_path)
+            )
+
+        await wait_for(_has(lambda: deletes() >= 1), 20, f"the executor sent the DELETE\n{_log(tmp_path)}")
+        first.kill()  # the DELETE reached the API server; the bot never heard the answer
+        world.cluster.faults.latency_s = 0.0
+
+        _start(world, tmp_path, processes, 2, stale_run_s=1.0)
+
+        async def decided() -> bool:
+            p = await store.get_proposal(proposal.id or 0)
+            return p is not None and p.status in (ProposalStatus.SUCCEEDED, ProposalStatus.FAILED)
+
+        await wait_for(decided, 20, f"the interrupted run was closed\n{_log(tmp_path)}")
+        final = await store.get_proposal(proposal.id)
+        assert final is not None
+        assert final.status is ProposalStatus.FAILED and "interrupted" in (final.result or ""), final
+        assert deletes() == 1, f"the approved delete ran {deletes()} times"
+        # Whether that one DELETE took effect depends on the API server (the simulator drops a request whose client
+        # went away before answering it): "outcome unknown" is the truth, and a human proposes again if needed.
+        actions = [r.entry.action for r in await store.list_audit(limit=100) if r.entry.proposal_id == proposal.id]
+        assert actions.count("action.interrupted") == 1 and "action.executed" not in actions, actions
+        assert (await store.verify_audit()).ok
+
+        def told() -> int:
+            return sum(1 for m in world.slack.messages if m.thread_ts == incident.thread_ts and "interrupted" in m.text)
+
+        await wait_for(_has(lambda: told() == 1), 10, f"the thread was told\n{_log(tmp_path)}")
+        await wait_for(lambda: settled(world, store, open_={"api"}, resolved=set()), 10, "outbox idle")
+        await check_invariants(world, store)
+        assert told() == 1
+    finally:
+        await store.close()
+
+
+def _replies(world: World) -> int:
+    return sum(1 for m in world.slack.messages if m.thread_ts is not None)
+
+
+def _has(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def condition() -> bool:
+        return check()
+
+    return condition
