@@ -364,17 +364,22 @@ _REASON_CAUSES: dict[str, Cause] = {
 
 
 def _url_label(match: re.Match[str]) -> str:
-    url = match.group()[:-1]  # a path word needs a character after it
-    if "/blobs/" in url:
-        return "<blob-url>"
-    return "<manifest-url>" if "/manifests/" in url else "<url>"
+    # The match is a whole run of URL characters (greedy: no per-character look-ahead); a colon that ends the run
+    # before a space or the end is the message's own separator and stays, as long as the URL keeps a character.
+    url, tail = match.group(), ""
+    if url[-1] == ":" and url.find("://") + 4 < len(url) and match.string[match.end() : match.end() + 1] != '"':
+        url, tail = url[:-1], ":"
+    word = url[:-1]  # a path word needs a character after it
+    if "/blobs/" in word:
+        return "<blob-url>" + tail
+    return ("<manifest-url>" if "/manifests/" in word else "<url>") + tail
 
 
 # Masks, applied in order to the normalised lowercase text when their needle is present; each keeps the
 # words that rules read and hides names (images, URLs, hosts, addresses, secrets, digests).
 _MASKS: tuple[tuple[str, re.Pattern[str], str | Callable[[re.Match[str]], str]], ...] = (
     # One pass for every URL: a blob URL, a manifest URL or any other URL, each named for what it is.
-    ("://", re.compile(r"https?://[^\s\"]+?(?=:\s|:$|\"|\s|$)"), _url_label),
+    ("://", re.compile(r"https?://[^\s\"]+"), _url_label),
     ("docker://", re.compile(r"docker://[^\s\"]+?(?=:\s|:$|\"|\s|$)"), "<ref>"),
     # Quoted names (images, references, hosts); quoted bare words such as "UNAUTHORIZED" stay readable.
     ('"', re.compile(r"\"[^\"\s]*[^a-z_\"\s][^\"\s]*\""), '"<ref>"'),
