@@ -527,26 +527,27 @@ _WORDS: tuple[str, ...] = tuple(sorted({w for r in RULES for w in (*r.needles, *
 _WORD_RE = _trie_pattern(_WORDS)
 
 
-def _bits(words_of: Callable[[Rule], tuple[str, ...]]) -> dict[str, int]:
-    return {
-        word: sum(1 << i for i, rule in enumerate(RULES) if any(w in word for w in words_of(rule))) for word in _WORDS
-    }
+def _bits(word: str, words_of: Callable[[Rule], tuple[str, ...]]) -> int:
+    return sum(1 << i for i, rule in enumerate(RULES) if any(w in word for w in words_of(rule)))
 
 
-_NEEDLE_BITS = _bits(lambda rule: rule.needles)
-_HINT_BITS = _bits(lambda rule: rule.hints)
-_VETO_BITS = _bits(lambda rule: rule.unless)
+# word -> (needle bits, hint bits, veto bits)
+_WORD_BITS: dict[str, tuple[int, int, int]] = {
+    word: (_bits(word, lambda r: r.needles), _bits(word, lambda r: r.hints), _bits(word, lambda r: r.unless))
+    for word in _WORDS
+}
 
 
 def _pick_rule(masked_low: str) -> Rule:
     search = _WORD_RE.search
+    bits = _WORD_BITS
     needles = hints = vetoes = 0
     found = search(masked_low)
     while found is not None:
-        word = found.group()
-        needles |= _NEEDLE_BITS[word]
-        hints |= _HINT_BITS[word]
-        vetoes |= _VETO_BITS[word]
+        n, h, v = bits[found.group()]
+        needles |= n
+        hints |= h
+        vetoes |= v
         found = search(masked_low, found.start() + 1)
     candidates = (needles | hints) & ~vetoes
     while candidates:
