@@ -115,7 +115,7 @@ def parse(text: str) -> ImageRef:
     """Parse and normalise `text` (`nginx` -> docker.io/library/nginx:latest); raise InvalidImageReference."""
     if not text:
         raise InvalidImageReference(text, "empty")
-    if text != text.strip() or any(c.isspace() for c in text):
+    if len(text.split()) != 1 or text != text.strip():  # any whitespace; str.split is the fast test
         raise InvalidImageReference(text, "contains whitespace")
     if _IDENTIFIER_RE.fullmatch(text):
         raise InvalidImageReference(text, "a 64-character hex string is an image id, not a repository name")
