@@ -31,6 +31,7 @@ import pytest
 
 from bot.app import Bot
 from bot.demo import DemoKubelet, Workload
+from bot.flows import Flows
 from bot.kube.sim import objects as k8s
 from bot.kube.sim.server import SimCluster
 from bot.model import AuditEntry, Incident, IncidentStatus
@@ -222,6 +223,10 @@ class BotRunner:
         tune(bot, self.tuning)
         self.bot = bot
         self._tasks = [asyncio.create_task(bot.outbox.run()), asyncio.create_task(bot.run_leader_elected())]
+        if self.tuning.executor:
+            flows = Flows.from_bot(bot)
+            flows.stale_run_s, flows.settle_s = self.tuning.stale_run_s, self.tuning.settle_s
+            self._tasks.append(asyncio.create_task(flows.run_executor(self.tuning.executor_interval_s)))
         return bot
 
     def failed(self) -> BaseException | None:
@@ -332,8 +337,9 @@ async def check_invariants(world: World, store: Store) -> list[Incident]:
         parent = by_key[inc.key]
         assert inc.thread_ts == parent.ts, f"{inc.key}: stored thread {inc.thread_ts}, posted {parent.ts}"
         replies = [m for m in world.slack.messages if m.thread_ts == parent.ts and m.channel == parent.channel]
-        texts = Counter(m.text for m in replies)
-        assert all(n == 1 for n in texts.values()), f"{inc.key}: a reply posted twice: {texts}"
+        # The same message twice (text and blocks; a re-diagnosis repeats the text under another lead block).
+        bodies = Counter(json.dumps([m.text, m.blocks], sort_keys=True) for m in replies)
+        assert all(n == 1 for n in bodies.values()), f"{inc.key}: a reply posted twice: {bodies}"
         ids = Counter(
             (m.metadata or {}).get("event_payload", {}).get("outbox_id") for m in replies if m.metadata is not None
         )
