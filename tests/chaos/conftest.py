@@ -305,10 +305,6 @@ class BotProcess:
 # ---- expectations ----
 
 
-async def open_store(url: str) -> Store:
-    return await Store.open(url)
-
-
 async def settled(world: World, store: Store, *, open_: set[str], resolved: set[str], outbox_idle: bool = True) -> bool:
     """True when the store holds exactly these open/resolved workloads, all posted, and the outbox is empty."""
     incidents = await store.recent_incidents(limit=1000, cluster=world.name)
