@@ -74,7 +74,11 @@ async def diagnose(settings: Settings, namespace: str, pod: str, *, as_json: boo
     """Print the verified diagnosis of each failing container of one pod."""
     from bot.flows import diagnose_pod_once
 
-    results = await diagnose_pod_once(settings, namespace, pod)
+    try:
+        results = await diagnose_pod_once(settings, namespace, pod)
+    except LookupError as exc:
+        print(f"imagepull-doctor: {exc}", file=sys.stderr)
+        return 1
     if not results:
         print(f"{namespace}/{pod}: no container is waiting on an image pull")
         return 0

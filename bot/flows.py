@@ -1381,6 +1381,8 @@ async def diagnose_pod_once(settings: Settings, namespace: str, pod: str) -> lis
             prober=_FreshProber(prober),
         )
         reader = PodReader(api, inspector, settings.kube.cluster_name)
+        if await reader.pod_dict(namespace, pod) is None:
+            raise LookupError(f"pod {namespace}/{pod} not found")
         failures = await reader.failures_of_pod(namespace, pod)
         return [(f, await pipeline.diagnose(f)) for f in failures]
     finally:

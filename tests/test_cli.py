@@ -167,7 +167,8 @@ async def test_diagnose_a_pod_of_the_simulated_cluster(
     assert '"cause": "tag_not_found"' in out and '"container": "api"' in out
 
     code, out, err = await acli("diagnose", "shop/no-such-pod", cwd=tmp_path, **settings)
-    assert "Traceback" not in err and "shop/no-such-pod" in out + err
+    assert "Traceback" not in err and "pod shop/no-such-pod not found" in err
+    assert code == 1
 
 
 def test_diagnose_with_a_missing_kubeconfig_says_which_setting(tmp_path: Path) -> None:

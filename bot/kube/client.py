@@ -19,6 +19,8 @@ async def load_api_client(
     settings: KubeSettings, service_account_token: Path = SERVICE_ACCOUNT_TOKEN
 ) -> client.ApiClient:
     """An ApiClient for settings.kubeconfig (and context), else in-cluster config inside a pod, else ~/.kube/config."""
+    # The client logs whole response bodies (Secrets included) at DEBUG: never let that logger go below WARNING.
+    logging.getLogger("kubernetes_asyncio.client.rest").setLevel(logging.WARNING)
     if settings.kubeconfig is not None:
         log.info("kubernetes: kubeconfig %s, context %s", settings.kubeconfig, settings.context or "(current)")
         return await config.new_client_from_config(config_file=str(settings.kubeconfig), context=settings.context)
