@@ -92,6 +92,7 @@ class Pipeline:
         self._on_diagnosis = on_diagnosis
         self._on_saved = on_saved
         self._failing: set[tuple[str, str]] = set()  # (namespace, pod) reported failing since start
+        self._deferred: dict[str, Change] = {}  # incident key -> latest change that posts nothing
         self._save_attempts = max(1, save_attempts)
         self.stats = PipelineStats()
 
@@ -101,6 +102,7 @@ class Pipeline:
             self._book.clear()
             self._book.load(incidents)
             self._failing.clear()
+            self._deferred.clear()
 
     async def on_failure(self, failure: PullFailure) -> None:
         """Watcher callback: diagnose (once per workload and cause for a while) and fold into an incident."""
@@ -130,9 +132,15 @@ class Pipeline:
             await self._apply(self._book.reconcile(set(self._failing), self._clock()))
 
     async def tick(self) -> None:
-        """Release held storms, throttled parent updates and grace-period resolutions."""
+        """Write deferred quiet changes; release held storms, throttled parent updates and grace-period resolutions."""
         async with self._save_lock:
+            await self.flush()
             await self._apply(self._book.tick(self._clock()))
+
+    async def flush(self) -> None:
+        """Write the latest state of incidents whose quiet changes were deferred."""
+        deferred, self._deferred = list(self._deferred.values()), {}
+        await self._apply(deferred, defer_quiet=False)
 
     async def run_ticker(self, interval_s: float = 1.0) -> None:
         """Call `tick` forever (until cancelled)."""
@@ -190,9 +198,16 @@ class Pipeline:
                 self._locks.pop(oldest, None)
             return diagnosis
 
-    async def _apply(self, changes: list[Change]) -> None:
+    async def _apply(self, changes: list[Change], *, defer_quiet: bool = True) -> None:
+        """Store changes. A change that posts nothing (a pod joined or left) waits for the next tick, where only the
+        incident's latest state is written: a storm of 1000 pods costs a few writes, not one per pod. Losing such a
+        change in a crash loses nothing that the watcher's relist does not report again."""
         sent = False
         for change in changes:
+            if defer_quiet and not change.outbox:
+                self._deferred[change.incident.key] = change
+                continue
+            self._deferred.pop(change.incident.key, None)
             token = incident_id.set(change.incident.key)
             try:
                 stored = await self._save(change)
