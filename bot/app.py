@@ -146,6 +146,9 @@ class Bot:
         metrics.reset_open(book.open_incidents())
         client = MeteredWebClient.like(slack or slack_client(settings), metrics)
         identity = settings.ha.identity or f"{socket.gethostname()}-{os.getpid()}"
+        released = await store.release_claims(identity)
+        if released:
+            log.info("outbox: %d rows claimed by this identity before a restart are claimable again", released)
         outbox = OutboxWorker(_OutboxStoreView(store), client, worker_id=identity)
         bot_ref: list[Bot] = []
 

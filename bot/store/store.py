@@ -463,6 +463,23 @@ class Store:
         return [_outbox_from_row(r) for r in rows]
 
     @_retry_disconnects
+    async def release_claims(self, worker_id: str) -> int:
+        """Give back the pending rows a previous run of `worker_id` had claimed (a restarted container keeps its
+        identity): they are claimable at once instead of when the lease ends, and count an attempt, because that
+        run may have reached Slack before it died. Returns how many rows were released."""
+        async with self._write() as conn:
+            result = await conn.execute(
+                update(OUTBOX)
+                .where(OUTBOX.c.claimed_by == worker_id, OUTBOX.c.status == OUTBOX_PENDING)
+                .values(
+                    claimed_by=None,
+                    claimed_until=None,
+                    attempts=case((OUTBOX.c.attempts == 0, 1), else_=OUTBOX.c.attempts),
+                )
+            )
+        return int(result.rowcount or 0)
+
+    @_retry_disconnects
     async def outbox_attempts(self, outbox_id: int) -> int | None:
         """How many failed attempts a row has had (None if no such row)."""
         async with self._read() as conn:

@@ -130,3 +130,17 @@ async def test_an_expired_lease_is_claimable_again(store: Store) -> None:
     assert [m.id for m in again] == [row.id]
     # The dead worker may have reached Slack: the take-over counts as an attempt, so the next sender reconciles.
     assert await store.outbox_attempts(row.id) == 1
+
+
+async def test_a_restarted_worker_releases_its_own_claims(store: Store) -> None:
+    """Rows claimed by a run that died are claimable at once by the same identity, counted as one attempt."""
+    await store.enqueue([message("i1", 0), message("i2", 0)])
+    now = utcnow()
+    claimed = await store.claim_outbox(5, "pod-a", lease_s=60, now=now)
+    assert len(claimed) == 2
+    assert await store.claim_outbox(5, "pod-b", lease_s=60, now=now) == []
+    assert await store.release_claims("pod-b") == 0
+    assert await store.release_claims("pod-a") == 2
+    again = await store.claim_outbox(5, "pod-a", lease_s=60, now=now)
+    assert sorted(m.id or 0 for m in again) == sorted(m.id or 0 for m in claimed)
+    assert [await store.outbox_attempts(m.id or 0) for m in again] == [1, 1]
