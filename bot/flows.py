@@ -738,7 +738,7 @@ class Flows:
                     OutboxKind.REPLY,
                     incident.key,
                     channel,
-                    body.text,
+                    f"Re-diagnosed: {body.text}",  # the notification line differs from the first diagnosis
                     (lead, *body.blocks)[:50],
                     f"{incident.key}:{tag}",
                 ),
