@@ -40,6 +40,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from bench.registry_proc import Pusher, RealRegistryProcess, free_port
+
 HERE = Path(__file__).resolve().parent
 PROTO = HERE / "cri_api.proto"
 USER, PASSWORD = "corpus", "corpus-secret"
@@ -82,23 +84,6 @@ GO_CODE_NAMES = {
 
 # ---------------------------------------------------------------------------------------------------------------
 # Small helpers
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that is free on host right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_port(host: str, port: int, timeout: float = 15.0) -> None:
-    """Wait until something accepts TCP connections on host:port."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
-            return
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
 def sha256(data: bytes) -> str:
@@ -246,6 +231,11 @@ class Registry:
     scheme: str
     auth: tuple[str, str] | None = None
 
+    @property
+    def base(self) -> str:
+        """The registry's base URL."""
+        return f"{self.scheme}://{self.host}"
+
 
 def start_registry(
     procs: Processes,
@@ -259,28 +249,12 @@ def start_registry(
     """Start `docker-registry serve` on addr with its own storage."""
     root = work / f"registry-{name}"
     root.mkdir()
-    lines = [
-        "version: 0.1",
-        "log:",
-        "  level: warn",
-        "storage:",
-        "  filesystem:",
-        f"    rootdirectory: {root / 'data'}",
-        "  delete:",
-        "    enabled: true",
-        "http:",
-        f"  addr: {addr}",
-    ]
-    if tls is not None:
-        lines += ["  tls:", f"    certificate: {tls[0]}", f"    key: {tls[1]}"]
-    if htpasswd is not None:
-        lines += ["auth:", "  htpasswd:", "    realm: corpus", f"    path: {htpasswd}"]
-    config = root / "config.yml"
-    config.write_text("\n".join(lines) + "\n")
-    procs.start(["docker-registry", "serve", str(config)], root / "log.txt")
     host, port = addr.rsplit(":", 1)
-    wait_for_port(host, int(port))
-    return Registry(addr, "https" if tls else "http", (USER, PASSWORD) if htpasswd else None)
+    real = RealRegistryProcess.start(
+        root, host=host, port=int(port), htpasswd=htpasswd, tls=tls, realm="corpus", debug_log=True, timeout_s=15.0
+    )
+    procs.started.append(real.process)
+    return Registry(addr, real.scheme, (USER, PASSWORD) if htpasswd else None)
 
 
 def request(
@@ -369,31 +343,10 @@ def index_of(images: dict[str, Image]) -> bytes:
 
 def push(registry: Registry, repo: str, tag: str, image: Image) -> None:
     """Push image to registry as repo:tag through the OCI distribution API."""
-    for digest, data in image.blobs.items():
-        status, headers, _ = request(registry, "POST", f"/v2/{repo}/blobs/uploads/")
-        if status != 202:
-            raise RuntimeError(f"upload start {repo}: HTTP {status}")
-        location = headers["location"]
-        if location.startswith("http"):
-            location = "/" + location.split("/", 3)[3]
-        sep = "&" if "?" in location else "?"
-        status, _, body = request(
-            registry,
-            "PUT",
-            f"{location}{sep}digest={digest}",
-            data,
-            {"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
-        )
-        if status != 201:
-            raise RuntimeError(f"blob {digest} to {repo}: HTTP {status} {body[:200]!r}")
-    put_manifest(registry, repo, tag, image.manifest, OCI_MANIFEST)
-
-
-def put_manifest(registry: Registry, repo: str, ref: str, manifest: bytes, media_type: str) -> None:
-    """PUT a manifest or index."""
-    status, _, body = request(registry, "PUT", f"/v2/{repo}/manifests/{ref}", manifest, {"Content-Type": media_type})
-    if status != 201:
-        raise RuntimeError(f"manifest {repo}:{ref}: HTTP {status} {body[:200]!r}")
+    pusher = Pusher(registry.base, auth=registry.auth)
+    for data in image.blobs.values():
+        pusher.blob(repo, data)
+    pusher.put_manifest(repo, tag, image.manifest, OCI_MANIFEST)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -813,7 +766,7 @@ def build_lab(procs: Processes, work: Path, certs: Certs, certs_d: Path, fault: 
     push(basic, "private/other", "1.0", tiny)  # same 401 text as private/app: a second name keeps messages unique
     arm64 = build_image("arm64", b"arm64 only\n")
     push(plain, "armonly", "arm64-digest", arm64)
-    put_manifest(plain, "armonly", "1.0", index_of({"arm64": arm64}), OCI_INDEX)
+    Pusher(plain.base).put_manifest("armonly", "1.0", index_of({"arm64": arm64}), OCI_INDEX)
     gappy = build_image("amd64", b"this layer will be deleted\n")
     push(plain, "gappy", "1.0", gappy)
     status, _, _ = request(plain, "DELETE", f"/v2/gappy/blobs/{gappy.layer_digest}")
