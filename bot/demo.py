@@ -23,12 +23,12 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import aiohttp
-from aiohttp import web
 from pydantic import SecretStr
 
 from bot.app import Bot
 from bot.kube.sim import objects as k8s
 from bot.kube.sim.server import SimCluster
+from bot.loopback import serve_on_loopback
 from bot.model import AuditEntry, IncidentStatus
 from bot.registry.sim import SimRegistry
 from bot.settings import (
@@ -189,9 +189,7 @@ class ChatOps:
 
         flows = Flows.from_bot(bot)
         app = build_app(bot.settings, client=bot.slack, register=lambda a: register_all(a, flows))
-        runner = web.AppRunner(http_routes(app), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        runner, port = await serve_on_loopback(http_routes(app))
         stack.push_async_callback(runner.cleanup)
         executor = flows.start_executor()
 
@@ -201,7 +199,7 @@ class ChatOps:
                 await executor
 
         stack.push_async_callback(stop_executor)
-        return cls(f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events", bot.settings.slack.default_channel)
+        return cls(f"http://127.0.0.1:{port}/slack/events", bot.settings.slack.default_channel)
 
     async def _post(self, body: str) -> int:
         stamp = str(int(time.time()))

@@ -21,6 +21,8 @@ from typing import Any, Literal, Self
 
 from aiohttp import web
 
+from bot.loopback import serve_on_loopback
+
 Payload = dict[str, Any]
 Handler = Callable[[Payload], Awaitable[Payload]]
 
@@ -121,11 +123,7 @@ class FakeSlackApi:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._dispatch)
         app.router.add_route("*", "/{method}", self._dispatch)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
+        self._runner, port = await serve_on_loopback(app)
         self._url = f"http://127.0.0.1:{port}/api/"
         return self._url
 

@@ -14,6 +14,8 @@ from typing import Any, Self
 
 from aiohttp import WSMsgType, web
 
+from bot.loopback import serve_on_loopback
+
 
 class FakeSocketMode:
     """Sends Socket Mode envelopes to connected clients and records their acks by envelope id."""
@@ -31,11 +33,7 @@ class FakeSocketMode:
         """Bind to 127.0.0.1 on a free port and return the ws:// URL."""
         app = web.Application()
         app.router.add_get("/link", self._ws)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
+        self._runner, port = await serve_on_loopback(app)
         self._url = f"ws://127.0.0.1:{port}/link"
         return self._url
 

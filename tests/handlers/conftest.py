@@ -19,7 +19,6 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from aiohttp import web
 from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -27,6 +26,7 @@ from bot.flows import Flows
 from bot.kube.client import load_api_client
 from bot.kube.sim import objects as o
 from bot.kube.sim.server import SimCluster
+from bot.loopback import serve_on_loopback
 from bot.model import ActionKind, Cause, Diagnosis, Facts, Incident, WorkloadRef
 from bot.registry.probe import RegistryProber
 from bot.registry.sim import SimRegistry
@@ -242,10 +242,8 @@ class SlackEndpoint:
 async def endpoint(world: World) -> AsyncIterator[SlackEndpoint]:
     """The real Bolt app (build_app + register_all) served over HTTP, talking to the fake Web API."""
     app = build_app(world.flows.settings, client=world.client, register=lambda a: register_all(a, world.flows))
-    runner = web.AppRunner(http_routes(app), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    yield SlackEndpoint(f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events")
+    runner, port = await serve_on_loopback(http_routes(app))
+    yield SlackEndpoint(f"http://127.0.0.1:{port}/slack/events")
     await runner.cleanup()
 
 

@@ -13,11 +13,11 @@ from urllib.parse import urlencode
 
 import aiohttp
 import pytest
-from aiohttp import web
 from pydantic import SecretStr
 from slack_bolt.app.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.loopback import serve_on_loopback
 from bot.settings import Settings, SlackSettings
 from bot.slack.app import UserError, build_app, http_routes, run_socket_mode
 from bot.slack.fake_api import FakeSlackApi
@@ -81,11 +81,8 @@ def command_body(text: str) -> str:
 async def http_url(fake: FakeSlackApi, client: AsyncWebClient) -> AsyncIterator[str]:
     """The HTTP route of a Bolt app (talking to the fake Web API), served on 127.0.0.1, port 0."""
     app = build_app(settings(), client=client, register=register)
-    runner = web.AppRunner(http_routes(app), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+    runner, port = await serve_on_loopback(http_routes(app))
+    yield f"http://127.0.0.1:{port}/slack/events"
     await runner.cleanup()
 
 
