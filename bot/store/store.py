@@ -47,6 +47,7 @@ from sqlalchemy.engine import Connection, RowMapping, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql import Executable
 
 from bot.model import (
     ActionKind,
@@ -230,6 +231,14 @@ class Store:
         async with self._read_engine.connect() as conn:
             yield conn
 
+    async def _read_first(self, stmt: Executable) -> RowMapping | None:
+        async with self._read() as conn:
+            return (await conn.execute(stmt)).mappings().first()
+
+    async def _read_all(self, stmt: Executable) -> Sequence[RowMapping]:
+        async with self._read() as conn:
+            return (await conn.execute(stmt)).mappings().all()
+
     @property
     def _pg(self) -> bool:
         return self.dialect == "postgresql"
@@ -299,15 +308,13 @@ class Store:
     @_retry_disconnects
     async def get_incident(self, key: str) -> Incident | None:
         """The incident with this key, or None."""
-        async with self._read() as conn:
-            row = (await conn.execute(select(INCIDENTS).where(INCIDENTS.c.key == key))).mappings().first()
+        row = await self._read_first(select(INCIDENTS).where(INCIDENTS.c.key == key))
         return None if row is None else _incident_from_row(row)
 
     @_retry_disconnects
     async def get_incident_by_id(self, incident_id: int) -> Incident | None:
         """The incident with this id, or None."""
-        async with self._read() as conn:
-            row = (await conn.execute(select(INCIDENTS).where(INCIDENTS.c.id == incident_id))).mappings().first()
+        row = await self._read_first(select(INCIDENTS).where(INCIDENTS.c.id == incident_id))
         return None if row is None else _incident_from_row(row)
 
     @_retry_disconnects
@@ -316,9 +323,7 @@ class Store:
         stmt = select(INCIDENTS).where(INCIDENTS.c.status == IncidentStatus.OPEN.value).order_by(INCIDENTS.c.id)
         if cluster is not None:
             stmt = stmt.where(INCIDENTS.c.cluster == cluster)
-        async with self._read() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
-        return [_incident_from_row(r) for r in rows]
+        return [_incident_from_row(r) for r in await self._read_all(stmt)]
 
     @_retry_disconnects
     async def recent_incidents(self, limit: int = 20, cluster: str | None = None) -> list[Incident]:
@@ -328,9 +333,7 @@ class Store:
         stmt = select(INCIDENTS).order_by(is_resolved, recency.desc(), INCIDENTS.c.id.desc()).limit(limit)
         if cluster is not None:
             stmt = stmt.where(INCIDENTS.c.cluster == cluster)
-        async with self._read() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
-        return [_incident_from_row(r) for r in rows]
+        return [_incident_from_row(r) for r in await self._read_all(stmt)]
 
     @_retry_disconnects
     async def count_incidents(self) -> dict[tuple[IncidentStatus, Cause], int]:
@@ -410,9 +413,7 @@ class Store:
         """Pending rows due at `now` (and not leased by a worker), in id order."""
         now = now or utcnow()
         stmt = select(OUTBOX).where(self._claimable(now)).order_by(OUTBOX.c.id).limit(limit)
-        async with self._read() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
-        return [_outbox_from_row(r) for r in rows]
+        return [_outbox_from_row(r) for r in await self._read_all(stmt)]
 
     @_retry_disconnects
     async def claim_outbox(
@@ -567,17 +568,14 @@ class Store:
     @_retry_disconnects
     async def get_proposal(self, proposal_id: int) -> Proposal | None:
         """The proposal with this id, or None."""
-        async with self._read() as conn:
-            row = (await conn.execute(select(PROPOSALS).where(PROPOSALS.c.id == proposal_id))).mappings().first()
+        row = await self._read_first(select(PROPOSALS).where(PROPOSALS.c.id == proposal_id))
         return None if row is None else _proposal_from_row(row)
 
     @_retry_disconnects
     async def pending_proposals(self) -> list[Proposal]:
         """Every proposal still waiting for a decision, oldest first."""
         stmt = select(PROPOSALS).where(PROPOSALS.c.status == ProposalStatus.PENDING.value).order_by(PROPOSALS.c.id)
-        async with self._read() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
-        return [_proposal_from_row(r) for r in rows]
+        return [_proposal_from_row(r) for r in await self._read_all(stmt)]
 
     @_retry_disconnects
     async def transition_proposal(
@@ -699,8 +697,7 @@ class Store:
             stmt = select(AUDIT_LOG).where(AUDIT_LOG.c.at >= since).order_by(AUDIT_LOG.c.id).limit(limit)
         else:
             stmt = select(AUDIT_LOG).order_by(AUDIT_LOG.c.id.desc()).limit(limit)
-        async with self._read() as conn:
-            rows = (await conn.execute(stmt)).mappings().all()
+        rows = await self._read_all(stmt)
         records = [_audit_from_row(r) for r in rows]
         return records if since is not None else records[::-1]
 
