@@ -1064,7 +1064,6 @@ class Flows:
         proposal = await self.store.get_proposal(proposal_id)
         if proposal is None:
             return notice("This proposal does not exist.", ok=False)
-        target = proposal_target(proposal)
         now = self._now()
         if proposal.status is ProposalStatus.PENDING and proposal.expires_at <= now:
             await self.store.transition_proposal(
@@ -1079,16 +1078,7 @@ class Flows:
         principals = await self.users.principals(actor.id, self.policy.groups)
         decision = self.policy.may_approve(actor.id, principals, proposal, now)
         if not decision.allowed:
-            await self._audit(
-                actor,
-                "proposal.refused",
-                target,
-                decision.reason,
-                {"action": proposal.action.value, "attempt": "approve"},
-                proposal_id=proposal_id,
-                incident_key=proposal.incident_key,
-            )
-            return notice(f":no_entry: {escape(decision.reason)}.", ok=False)
+            return await self._refuse_decision(actor, proposal, decision.reason, "approve")
         approved = await self.store.transition_proposal(
             proposal_id,
             ProposalStatus.PENDING,
@@ -1106,6 +1096,18 @@ class Flows:
             self._wake_executor.set()
         return Reply(text=text, blocks=(section(text),), replace_original=text)
 
+    async def _refuse_decision(self, actor: Actor, proposal: Proposal, reason: str, attempt: str) -> Reply:
+        await self._audit(
+            actor,
+            "proposal.refused",
+            proposal_target(proposal),
+            reason,
+            {"action": proposal.action.value, "attempt": attempt},
+            proposal_id=proposal.id,
+            incident_key=proposal.incident_key,
+        )
+        return notice(f":no_entry: {escape(reason)}.", ok=False)
+
     async def reject(self, proposal_id: int, actor: Actor) -> Reply:
         """Reject (or, for the requester, withdraw) a pending proposal; refusals are audited."""
         actor = await self._actor(actor)
@@ -1115,16 +1117,7 @@ class Flows:
         principals = await self.users.principals(actor.id, self.policy.groups)
         decision = self.policy.may_reject(actor.id, principals, proposal)
         if not decision.allowed:
-            await self._audit(
-                actor,
-                "proposal.refused",
-                proposal_target(proposal),
-                decision.reason,
-                {"action": proposal.action.value, "attempt": "reject"},
-                proposal_id=proposal_id,
-                incident_key=proposal.incident_key,
-            )
-            return notice(f":no_entry: {escape(decision.reason)}.", ok=False)
+            return await self._refuse_decision(actor, proposal, decision.reason, "reject")
         rejected = await self.store.transition_proposal(
             proposal_id,
             ProposalStatus.PENDING,
