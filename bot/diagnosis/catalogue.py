@@ -17,6 +17,17 @@ from dataclasses import dataclass
 from bot.model import REGISTRY_LEVEL_CAUSES, ActionKind, Cause
 
 _ALWAYS = (ActionKind.REDIAGNOSE, ActionKind.SNOOZE, ActionKind.MUTE)
+# Deleting the pod cannot help these: the spec or the image must change first.
+NO_RETRY_CAUSES = frozenset(
+    {
+        Cause.INVALID_IMAGE_NAME,
+        Cause.NEVER_PULL,
+        Cause.TAG_NOT_FOUND,
+        Cause.REPO_NOT_FOUND,
+        Cause.PLATFORM_MISMATCH,
+        Cause.SIGNATURE_OR_POLICY,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

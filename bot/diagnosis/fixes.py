@@ -12,6 +12,7 @@ import json
 import shlex
 
 from bot import imageref
+from bot.diagnosis.catalogue import NO_RETRY_CAUSES
 from bot.model import Cause, Facts, FixCommand, PodInspection, PullFailure
 
 DEFAULT_SECRET_NAME = "regcred"  # noqa: S105 - a secret object name, not a password
@@ -30,16 +31,6 @@ _POD_SPEC_PATH: dict[str, tuple[str, ...]] = {
     "replicationcontroller": ("spec", "template", "spec"),
     "cronjob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
-_NO_RETRY = frozenset(
-    {
-        Cause.INVALID_IMAGE_NAME,
-        Cause.NEVER_PULL,
-        Cause.TAG_NOT_FOUND,
-        Cause.REPO_NOT_FOUND,
-        Cause.PLATFORM_MISMATCH,
-        Cause.SIGNATURE_OR_POLICY,
-    }
-)
 _SECRET_CAUSES = frozenset(
     {
         Cause.AUTH_FAILED,
@@ -297,7 +288,7 @@ def _cause_commands(
         out += _secret_commands(cause, failure, inspection, facts)
     if cause in _NODE_PROBE_CAUSES:
         out += _node_probe(cause, node, facts, failure)
-    if cause not in _NO_RETRY and inspection is not None and inspection.controlled:
+    if cause not in NO_RETRY_CAUSES and inspection is not None and inspection.controlled:
         owner = inspection.owner_chain[-1] if inspection.owner_chain else failure.workload
         out.append(
             FixCommand(

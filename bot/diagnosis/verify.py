@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from bot import imageref
-from bot.diagnosis.catalogue import info
+from bot.diagnosis.catalogue import NO_RETRY_CAUSES, info
 from bot.diagnosis.fixes import fix_commands
 from bot.model import (
     ActionKind,
@@ -54,17 +54,6 @@ SECRET_CAUSES = frozenset(
         Cause.PULL_SECRET_WRONG_REGISTRY,
         Cause.PULL_SECRET_MALFORMED,
         Cause.TOKEN_EXPIRED,
-    }
-)
-# Deleting the pod cannot help these: the spec or the image must change first.
-NO_RETRY_CAUSES = frozenset(
-    {
-        Cause.INVALID_IMAGE_NAME,
-        Cause.NEVER_PULL,
-        Cause.TAG_NOT_FOUND,
-        Cause.REPO_NOT_FOUND,
-        Cause.PLATFORM_MISMATCH,
-        Cause.SIGNATURE_OR_POLICY,
     }
 )
 REACHED = frozenset(
