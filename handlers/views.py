@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 RECREATE_CALLBACK = f"{ACTION_PREFIX}recreate_secret"
 LINK_CALLBACK = f"{ACTION_PREFIX}link_secret"
 
+_SECRET_NAME_HINT = "A secret name: lowercase letters, digits, '-' and '.'."  # noqa: S105 (a hint, not a password)
+
 
 def _input(block_id: str, label: str, *, initial: str = "", hint: str = "", optional: bool = True) -> dict[str, Any]:
     element: dict[str, Any] = {"type": "plain_text_input", "action_id": "value"}
@@ -60,40 +62,42 @@ def recreate_secret_view(defaults: SecretDefaults, channel: str) -> dict[str, An
         " Either copy an existing secret, or type registry credentials: the bot tests them against the registry,"
         " never stores them (memory only, until the proposal is approved) and never shows them."
     )
-    return {
-        "type": "modal",
-        "callback_id": RECREATE_CALLBACK,
-        "private_metadata": _metadata(defaults, channel),
-        "title": {"type": "plain_text", "text": "Recreate pull secret"},
-        "submit": {"type": "plain_text", "text": "Propose"},
-        "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": intro}},
-            _input("secret", "Secret to (re)create", initial=defaults.secret, optional=False),
-            _input("source", "Copy from (namespace/secret)", initial=defaults.source, hint="Leave empty to type"),
-            _input("server", "Registry server", initial=defaults.server, hint="host or host:port"),
-            _input("username", "Username"),
-            _input("password", "Password or token", hint="Tested against the registry, kept in memory only"),
-            _input("image", "Image to test with", initial=defaults.image),
-        ],
-    }
+    return _proposal_modal(
+        RECREATE_CALLBACK,
+        "Recreate pull secret",
+        _metadata(defaults, channel),
+        intro,
+        _input("secret", "Secret to (re)create", initial=defaults.secret, optional=False),
+        _input("source", "Copy from (namespace/secret)", initial=defaults.source, hint="Leave empty to type"),
+        _input("server", "Registry server", initial=defaults.server, hint="host or host:port"),
+        _input("username", "Username"),
+        _input("password", "Password or token", hint="Tested against the registry, kept in memory only"),
+        _input("image", "Image to test with", initial=defaults.image),
+    )
 
 
 def link_secret_view(defaults: SecretDefaults, channel: str) -> dict[str, Any]:
     """The link-secret modal: which ServiceAccount gets which pull secret."""
     intro = f"Add a pull secret to a ServiceAccount in `{escape(defaults.namespace)}` on `{escape(defaults.cluster)}`."
+    return _proposal_modal(
+        LINK_CALLBACK,
+        "Link pull secret",
+        _metadata(defaults, channel),
+        intro,
+        _input("serviceaccount", "ServiceAccount", initial=defaults.serviceaccount or "default", optional=False),
+        _input("secret", "Pull secret", initial=defaults.secret, optional=False),
+    )
+
+
+def _proposal_modal(callback_id: str, title: str, metadata: str, intro: str, *inputs: dict[str, Any]) -> dict[str, Any]:
     return {
         "type": "modal",
-        "callback_id": LINK_CALLBACK,
-        "private_metadata": _metadata(defaults, channel),
-        "title": {"type": "plain_text", "text": "Link pull secret"},
+        "callback_id": callback_id,
+        "private_metadata": metadata,
+        "title": {"type": "plain_text", "text": title},
         "submit": {"type": "plain_text", "text": "Propose"},
         "close": {"type": "plain_text", "text": "Cancel"},
-        "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": intro}},
-            _input("serviceaccount", "ServiceAccount", initial=defaults.serviceaccount or "default", optional=False),
-            _input("secret", "Pull secret", initial=defaults.secret, optional=False),
-        ],
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": intro}}, *inputs],
     }
 
 
@@ -203,7 +207,7 @@ def register(app: Any, flows: FlowsPort) -> None:
         if not is_subdomain(sa):
             errors["serviceaccount"] = "A ServiceAccount name: lowercase letters, digits, '-' and '.'."
         if not is_subdomain(secret):
-            errors["secret"] = "A secret name: lowercase letters, digits, '-' and '.'."  # noqa: S105 (a field or verb name, not a password)
+            errors["secret"] = _SECRET_NAME_HINT
         if errors or not defaults.namespace:
             await ack(response_action="errors", errors=errors or {"serviceaccount": "This form has no namespace."})
             return
@@ -226,7 +230,7 @@ def register(app: Any, flows: FlowsPort) -> None:
 def _copy_errors(secret: str, source: str, typed: dict[str, str]) -> dict[str, str]:
     errors: dict[str, str] = {}
     if not is_subdomain(secret):
-        errors["secret"] = "A secret name: lowercase letters, digits, '-' and '.'."  # noqa: S105 (a field or verb name, not a password)
+        errors["secret"] = _SECRET_NAME_HINT
     src_ns, slash, src = source.partition("/")
     if not slash or not is_label(src_ns) or not is_subdomain(src):
         errors["source"] = "namespace/secret, in lowercase Kubernetes names."
