@@ -57,11 +57,10 @@ def drop_pg_database(name: str) -> None:
     asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session (dropped at the end); skips if the server is down."""
+def fresh_pg_database(prefix: str = "ipd_test") -> Iterator[str]:
+    """Yield the URL of a new PostgreSQL database, dropped afterwards (skips, or fails in CI, if the server is down)."""
     try:
-        name = create_pg_database()
+        name = create_pg_database(prefix)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         unavailable(f"PostgreSQL at {PG_HOST}:{PG_PORT} is unavailable: {type(exc).__name__}: {exc}")
         raise  # unreachable: unavailable() always raises
@@ -69,6 +68,26 @@ def postgres_url() -> Iterator[str]:
         yield pg_database_url(name)
     finally:
         drop_pg_database(name)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped at the end); skips if the server is down."""
+    yield from fresh_pg_database()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.integration),
+    ]
+)
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """One database several bots share (HA replicas, clusters): a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'shared.db'}"
+        return
+    yield from fresh_pg_database("ipd_ha")
 
 
 @pytest.fixture(

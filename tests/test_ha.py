@@ -18,12 +18,11 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from bot.app import Bot
 from bot.store.store import Store
-from tests.conftest import create_pg_database, drop_pg_database, pg_database_url, unavailable
+from tests.conftest import fresh_pg_database
 from tests.test_e2e_pipeline import (
     TOKEN,
     World,
@@ -38,37 +37,10 @@ from tests.test_e2e_pipeline import (
 LEASE_DURATION_S = 3.0
 
 
-def fresh_pg() -> Iterator[str]:
-    """A new PostgreSQL database for one test, dropped after it (skips, or fails in CI, when the server is down)."""
-    try:
-        name = create_pg_database("ipd_ha")
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        unavailable(f"PostgreSQL at 127.0.0.1:5432 is unavailable: {type(exc).__name__}: {exc}")
-        raise
-    try:
-        yield pg_database_url(name)
-    finally:
-        drop_pg_database(name)
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.integration),
-    ]
-)
-def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """One database both replicas use: a new SQLite file, or a new PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'ha.db'}"
-        return
-    yield from fresh_pg()
-
-
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     """A new PostgreSQL database (the two-process test needs a server both processes reach)."""
-    yield from fresh_pg()
+    yield from fresh_pg_database("ipd_ha")
 
 
 @pytest.fixture

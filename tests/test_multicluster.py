@@ -9,32 +9,15 @@ clusters share one Slack app (one token); clusters posting to different Slack wo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from bot.app import Bot
 from bot.model import IncidentStatus
 from bot.settings import Settings
 from tests.test_e2e_pipeline import World, bot_settings, incident_of, not_found, running, until, world_for
-from tests.test_ha import fresh_pg, holder, outbox_idle, parents_per_incident
+from tests.test_ha import holder, outbox_idle, parents_per_incident
 
 ROUTES = {"east/*": "#east-alerts", "west/*": "#west-alerts"}
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.integration),
-    ]
-)
-def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """One database for both clusters' bots."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'clusters.db'}"
-        return
-    yield from fresh_pg()
 
 
 def _same_failure(world: World, image: str) -> None:

@@ -7,7 +7,6 @@ import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -83,14 +82,6 @@ async def store(open_store: OpenStore) -> Store:
 @pytest.fixture
 def fresh_pg_url() -> Iterator[str]:
     """A PostgreSQL database of its own for this test (never migrated), dropped afterwards."""
-    from tests.conftest import create_pg_database, drop_pg_database, pg_database_url, unavailable
+    from tests.conftest import fresh_pg_database
 
-    try:
-        name = create_pg_database("ipd_test_mig")
-    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
-        unavailable(f"PostgreSQL at 127.0.0.1:5432 is unavailable: {type(exc).__name__}: {exc}")
-        raise
-    try:
-        yield pg_database_url(name)
-    finally:
-        drop_pg_database(name)
+    yield from fresh_pg_database("ipd_test_mig")
