@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -41,6 +39,7 @@ from bot.settings import (
     SlackSettings,
 )
 from bot.slack.fake_api import FakeSlackApi
+from bot.slack.signing import signed_headers
 from bot.slack.terminal import render_threads
 
 log = logging.getLogger(__name__)
@@ -202,13 +201,7 @@ class ChatOps:
         return cls(f"http://127.0.0.1:{port}/slack/events", bot.settings.slack.default_channel)
 
     async def _post(self, body: str) -> int:
-        stamp = str(int(time.time()))
-        digest = hmac.new(SIGNING_SECRET.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
-        headers = {
-            "X-Slack-Request-Timestamp": stamp,
-            "X-Slack-Signature": f"v0={digest}",
-            "Content-Type": "application/x-www-form-urlencoded",
-        }
+        headers = signed_headers(body, SIGNING_SECRET)
         async with aiohttp.ClientSession() as session, session.post(self.url, data=body, headers=headers) as r:
             return r.status
 

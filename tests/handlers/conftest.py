@@ -7,8 +7,6 @@ with grants: U_ADMIN may approve anything, group S_OPS may approve fixes in "sho
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import shutil
 import time
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +31,7 @@ from bot.registry.sim import SimRegistry
 from bot.settings import AccessSettings, KubeSettings, RegistrySettings, Settings, SlackSettings
 from bot.slack.app import build_app, http_routes
 from bot.slack.fake_api import FakeSlackApi
+from bot.slack.signing import signed_headers as slack_signed_headers
 from bot.store.migrate import upgrade
 from bot.store.store import Store
 from handlers import register_all
@@ -183,13 +182,7 @@ async def store_incident(
 
 def signed_headers(body: str, *, secret: str = SIGNING_SECRET, ts: int | None = None) -> dict[str, str]:
     """Slack's v0 signature headers for `body`."""
-    stamp = str(int(time.time()) if ts is None else ts)
-    digest = hmac.new(secret.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
-    return {
-        "X-Slack-Request-Timestamp": stamp,
-        "X-Slack-Signature": f"v0={digest}",
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
+    return slack_signed_headers(body, secret, ts)
 
 
 def command_body(text: str, user: str = REQUESTER, channel: str = CHANNEL) -> str:

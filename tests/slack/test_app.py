@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +20,7 @@ from bot.settings import Settings, SlackSettings
 from bot.slack.app import UserError, build_app, http_routes, run_socket_mode
 from bot.slack.fake_api import FakeSlackApi
 from bot.slack.fake_socket import FakeSocketMode
+from bot.slack.signing import signed_headers
 from tests.slack.conftest import TOKEN
 
 SIGNING_SECRET = "test-signing-secret"
@@ -50,13 +49,7 @@ def register(app: AsyncApp) -> None:
 
 def signed(body: str, secret: str = SIGNING_SECRET, ts: int | None = None) -> dict[str, str]:
     """Slack's v0 signature headers for `body`."""
-    stamp = str(int(time.time()) if ts is None else ts)
-    digest = hmac.new(secret.encode(), f"v0:{stamp}:{body}".encode(), hashlib.sha256).hexdigest()
-    return {
-        "X-Slack-Request-Timestamp": stamp,
-        "X-Slack-Signature": f"v0={digest}",
-        "Content-Type": "application/x-www-form-urlencoded",
-    }
+    return signed_headers(body, secret, ts)
 
 
 def command_body(text: str) -> str:
