@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from bot.app import Bot
@@ -40,7 +39,7 @@ from bot.settings import Settings
 from bot.slack.fake_api import FakeSlackApi, Message
 from bot.store.store import Store
 from bot.testing import Tuning, settings_dict, tune
-from tests.conftest import create_pg_database, drop_pg_database, pg_database_url, unavailable
+from tests.conftest import fresh_pg_database
 
 TOKEN = "xoxb-chaos-not-a-real-token"
 FAST = Tuning(outbox_lease_s=2.0, rate_per_channel=None, poll_interval_s=0.1, executor_interval_s=0.2, settle_s=0.0)
@@ -62,31 +61,19 @@ def chaos_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'chaos.db'}"
         return
-    yield from _fresh_pg()
+    yield from fresh_pg_database("ipd_chaos")
 
 
 @pytest.fixture
 def pg_db() -> Iterator[str]:
     """A new PostgreSQL database for one test (skips, or fails in CI, when the server is down)."""
-    yield from _fresh_pg()
+    yield from fresh_pg_database("ipd_chaos")
 
 
 @pytest.fixture
 def sqlite_db(tmp_path: Path) -> str:
     """A new SQLite file."""
     return f"sqlite+aiosqlite:///{tmp_path / 'chaos.db'}"
-
-
-def _fresh_pg() -> Iterator[str]:
-    try:
-        name = create_pg_database("ipd_chaos")
-    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
-        unavailable(f"PostgreSQL is unavailable: {type(exc).__name__}: {exc}")
-        raise
-    try:
-        yield pg_database_url(name)
-    finally:
-        drop_pg_database(name)
 
 
 # ---- waiting ----
