@@ -29,6 +29,19 @@ NO_RETRY_CAUSES = frozenset(
     }
 )
 
+# Credentials are (or may be) the problem: a new or re-linked pull secret is the fix.
+SECRET_CAUSES = frozenset(
+    {
+        Cause.AUTH_FAILED,
+        Cause.REPO_NOT_FOUND_OR_NO_ACCESS,
+        Cause.PULL_SECRET_MISSING,
+        Cause.PULL_SECRET_NOT_LINKED,
+        Cause.PULL_SECRET_WRONG_REGISTRY,
+        Cause.PULL_SECRET_MALFORMED,
+        Cause.TOKEN_EXPIRED,
+    }
+)
+
 
 @dataclass(frozen=True, slots=True)
 class CauseInfo:

@@ -12,7 +12,7 @@ import json
 import shlex
 
 from bot import imageref
-from bot.diagnosis.catalogue import NO_RETRY_CAUSES
+from bot.diagnosis.catalogue import NO_RETRY_CAUSES, SECRET_CAUSES
 from bot.model import Cause, Facts, FixCommand, PodInspection, PullFailure
 
 DEFAULT_SECRET_NAME = "regcred"  # noqa: S105 - a secret object name, not a password
@@ -31,18 +31,8 @@ _POD_SPEC_PATH: dict[str, tuple[str, ...]] = {
     "replicationcontroller": ("spec", "template", "spec"),
     "cronjob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
-_SECRET_CAUSES = frozenset(
-    {
-        Cause.AUTH_FAILED,
-        Cause.REPO_NOT_FOUND_OR_NO_ACCESS,
-        Cause.PULL_SECRET_MISSING,
-        Cause.PULL_SECRET_NOT_LINKED,
-        Cause.PULL_SECRET_WRONG_REGISTRY,
-        Cause.PULL_SECRET_MALFORMED,
-        Cause.TOKEN_EXPIRED,
-        Cause.RATE_LIMITED,
-    }
-)
+# Authenticating also lifts a registry's anonymous rate limit.
+_SECRET_CAUSES = SECRET_CAUSES | {Cause.RATE_LIMITED}
 _LINK_CAUSES = frozenset(
     {Cause.PULL_SECRET_NOT_LINKED, Cause.REPO_NOT_FOUND_OR_NO_ACCESS, Cause.AUTH_FAILED, Cause.RATE_LIMITED}
 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 from bot import imageref
-from bot.diagnosis.catalogue import NO_RETRY_CAUSES, info
+from bot.diagnosis.catalogue import NO_RETRY_CAUSES, SECRET_CAUSES, info
 from bot.diagnosis.fixes import fix_commands
 from bot.model import (
     ActionKind,
@@ -45,17 +45,6 @@ NO_PROBE_CAUSES = frozenset(
     {Cause.INVALID_IMAGE_NAME, Cause.NEVER_PULL, Cause.DISK_FULL, Cause.NODE_DISK_PRESSURE, Cause.SIGNATURE_OR_POLICY}
 )
 AUTH_CAUSES = frozenset({Cause.AUTH_FAILED, Cause.REPO_NOT_FOUND_OR_NO_ACCESS})
-SECRET_CAUSES = frozenset(
-    {
-        Cause.AUTH_FAILED,
-        Cause.REPO_NOT_FOUND_OR_NO_ACCESS,
-        Cause.PULL_SECRET_MISSING,
-        Cause.PULL_SECRET_NOT_LINKED,
-        Cause.PULL_SECRET_WRONG_REGISTRY,
-        Cause.PULL_SECRET_MALFORMED,
-        Cause.TOKEN_EXPIRED,
-    }
-)
 REACHED = frozenset(
     {
         ProbeOutcome.OK,
