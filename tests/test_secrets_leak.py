@@ -24,7 +24,7 @@ from bot.settings import Settings
 from bot.slack.fake_api import FakeSlackApi
 from bot.store.store import Store
 from tests.chaos.conftest import BAD_TAG, GOOD_TAG, World, check_invariants, running_bot, wait_for
-from tests.conftest import pg_database_url
+from tests.conftest import fresh_pg_database, pg_database_url
 
 SLACK_TOKEN = f"xoxb-{secrets.token_hex(8)}-leaktest"
 SIGNING_SECRET = secrets.token_hex(16)
@@ -102,9 +102,7 @@ def leak_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path / 'leak.db'}"
         return
-    from tests.chaos.conftest import _fresh_pg
-
-    for url in _fresh_pg():
+    for url in fresh_pg_database("ipd_leak"):
         name = make_url(url).database
         assert name is not None
         yield pg_database_url(name).replace(
