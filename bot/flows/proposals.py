@@ -1,0 +1,176 @@
+"""Proposing a fix: a dry run on the API server, then a pending proposal and its approval message."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.flows.context import FlowContext, post_for
+from bot.kube.actions import ActionResult, KubeActions
+from bot.model import ActionKind, AuditEntry, Incident, Proposal
+from bot.slack.render import ACTION_PREFIX, code, escape, format_time, truncate
+from bot.store.store import proposal_target
+from bot.vault import CredentialVault, HeldCredentials
+from handlers.contract import Actor, Block, Reply, Where, notice, section
+from handlers.parse import Command, Verb
+
+_FIX_ACTIONS = {
+    Verb.DELETE_POD: ActionKind.DELETE_POD,
+    Verb.RECREATE_SECRET: ActionKind.RECREATE_SECRET,
+    Verb.LINK_SECRET: ActionKind.LINK_SECRET,
+}
+
+
+class Proposals:
+    """Fixes proposed on this bot's cluster, dry-run first and stored pending with their approval message."""
+
+    def __init__(self, ctx: FlowContext, *, kube: KubeActions, vault: CredentialVault) -> None:
+        self.ctx = ctx
+        self.kube = kube
+        self.vault = vault
+
+    async def propose(self, cmd: Command, actor: Actor, where: Where) -> Reply:
+        """A typed or clicked fix on this cluster: dry run, then a proposal and its approval message."""
+        ns, name = cmd.namespace or "", cmd.name or ""
+        action = _FIX_ACTIONS[cmd.verb]
+        params: dict[str, str] = {}
+        if cmd.verb is Verb.DELETE_POD:
+            dry = await self.kube.delete_pod(ns, name, dry_run=True)
+        elif cmd.verb is Verb.LINK_SECRET:
+            secret = cmd.secret or ""
+            params["secret"] = secret
+            dry = await self.kube.link_secret(ns, name, secret, dry_run=True)
+        else:
+            if cmd.source_name is None or cmd.source_namespace is None:
+                return notice("Recreating a secret from typed credentials opens a form.", ok=False)
+            params.update({"mode": "copy", "from": f"{cmd.source_namespace}/{cmd.source_name}"})
+            dry = await self.kube.copy_secret(cmd.source_namespace, cmd.source_name, ns, name, dry_run=True)
+        return await self.create(action, ns, name, params, dry, actor, where, cmd.incident)
+
+    async def create(
+        self,
+        action: ActionKind,
+        namespace: str,
+        name: str,
+        params: dict[str, str],
+        dry: ActionResult,
+        actor: Actor,
+        where: Where,
+        incident_key: str | None,
+        credentials: HeldCredentials | None = None,
+    ) -> Reply:
+        """Store the proposal and queue its approval message if the dry run passed; else audit the refusal."""
+        now = self.ctx.now()
+        incident = await self.ctx.store.get_incident(incident_key) if incident_key else None
+        if incident is None and action is ActionKind.DELETE_POD:
+            incident = await self._incident_of_pod(namespace, name)
+        threaded = incident is not None and bool(incident.channel)
+        params = {
+            **params,
+            "channel": incident.channel if incident is not None and threaded else where.channel,
+            "threaded": "yes" if threaded else "no",
+            "dry_run": truncate(dry.message, 400),
+        }
+        proposal = Proposal(
+            action=action,
+            cluster=self.ctx.cluster,
+            namespace=namespace,
+            target=name,
+            params=params,
+            requested_by=actor.id,
+            requested_by_name=actor.name,
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.ctx.settings.access.proposal_ttl_s),
+            incident_key=incident.key if incident is not None else None,
+        )
+        target = proposal_target(proposal)
+        audit_params = {k: v for k, v in params.items() if k not in {"channel", "threaded"}}
+        if not dry.ok:
+            await self.ctx.audit(
+                actor,
+                "proposal.refused",
+                target,
+                f"refused: {dry.message}",
+                {"action": action.value, **audit_params},
+                incident_key=proposal.incident_key,
+            )
+            return notice(f":no_entry: Not proposed: {escape(dry.message)}", ok=False)
+        audit = AuditEntry(
+            actor_id=actor.id,
+            actor_name=actor.name,
+            action="proposal.created",
+            target=target,
+            params={"action": action.value, **audit_params},
+            result="pending",
+            at=now,
+            incident_key=proposal.incident_key,
+        )
+        stored = await self.ctx.store.create_proposal(proposal, audit=audit)
+        assert stored.id is not None
+        if credentials is not None:
+            self.vault.put(stored.id, credentials, ttl_s=self.ctx.settings.access.proposal_ttl_s)
+        text, blocks = self._approval_message(stored)
+        await self.ctx.enqueue([post_for(stored, "approval", text, blocks)])
+        where_to = "in the incident's thread" if threaded else "in this channel"
+        return notice(
+            f":memo: Proposal #{stored.id} ({escape(describe(stored))}) is waiting for approval {where_to}."
+            f" Dry run: {escape(dry.message)}"
+        )
+
+    async def _incident_of_pod(self, namespace: str, pod: str) -> Incident | None:
+        for inc in await self.ctx.store.open_incidents(self.ctx.cluster):
+            if inc.namespace == namespace and (pod in inc.pods or f"{namespace}/{pod}" in inc.pods):
+                return inc
+        return None
+
+    def _approval_message(self, p: Proposal) -> tuple[str, tuple[Block, ...]]:
+        who = "someone granted " + code(f"{p.namespace}:{p.action.value}")
+        if self.ctx.policy.two_person_rule:
+            who += " other than the requester"
+        lines = [
+            f":hammer_and_wrench: *Proposal #{p.id}* by {escape(p.requested_by_name or p.requested_by)}:"
+            f" {escape(describe(p))} on {code(p.cluster)}.",
+            f"*Dry run:* {escape(p.params.get('dry_run', ''))}",
+        ]
+        if p.params.get("mode") == "credentials":
+            lines.append(
+                f"*New credential:* {code(p.params.get('new_fingerprint', ''))} for {code(p.params.get('server', ''))}"
+                f" (registry check: {escape(p.params.get('probe', 'not run'))}); the values are held in memory only."
+            )
+        lines.append(f"Needs approval by {who}; expires {format_time(p.expires_at)}.")
+        value = f'{{"proposal":{p.id}}}'
+        actions: Block = {
+            "type": "actions",
+            "block_id": f"imagepull_proposal_{p.id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": f"{ACTION_PREFIX}approve",
+                    "text": {"type": "plain_text", "text": "Approve"},
+                    "style": "primary",
+                    "value": value,
+                },
+                {
+                    "type": "button",
+                    "action_id": f"{ACTION_PREFIX}reject",
+                    "text": {"type": "plain_text", "text": "Reject"},
+                    "style": "danger",
+                    "value": value,
+                },
+            ],
+        }
+        text = "\n".join(lines)
+        return text.replace("*", ""), (section(text), actions)
+
+
+def describe(p: Proposal) -> str:
+    """A proposal in words, e.g. "delete pod ns/pod"."""
+    match p.action:
+        case ActionKind.DELETE_POD:
+            return f"delete pod {p.namespace}/{p.target}"
+        case ActionKind.LINK_SECRET:
+            return f"add pull secret {p.params.get('secret', '')} to serviceaccount {p.namespace}/{p.target}"
+        case ActionKind.RECREATE_SECRET if p.params.get("mode") == "copy":
+            return f"copy secret {p.params.get('from', '')} to {p.namespace}/{p.target}"
+        case ActionKind.RECREATE_SECRET:
+            return f"write the credential for {p.params.get('server', '')} into pull secret {p.namespace}/{p.target}"
+    return f"{p.action.value} {p.namespace}/{p.target}"
