@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import Bot, book_settings
 from bot.kube.sim import objects as k8s
-from tests.test_e2e_pipeline import (
+from tests.e2e_world import (
     TOKEN,
     World,
     bot_settings,

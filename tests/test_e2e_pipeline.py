@@ -1,156 +1,30 @@
 """End to end: the real Bot (bot.app) on the simulated API server, simulated registries, the fake Slack Web API and
-SQLite. Only the kubelet is played here (pod statuses and events with containerd's texts).
-
-The harness (`World`, `Kubelet`, `bot_settings`, `running`, `until`) is also used by tests/test_ha.py,
-tests/test_multicluster.py and tests/test_observability.py.
+SQLite. Only the kubelet is played (by the harness in tests/e2e_world.py: pod statuses and events with containerd's
+texts).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from bot.app import Bot
-from bot.kube.sim import objects as k8s
-from bot.kube.sim.server import SimCluster
-from bot.model import Cause, Incident, IncidentScope, IncidentStatus
-from bot.registry.sim import SimRegistry
-from bot.settings import HASettings, IncidentSettings, KubeSettings, RegistrySettings, Settings, SlackSettings
-from bot.slack.fake_api import FakeSlackApi, Thread
-
-TOKEN = "xoxb-test-not-a-real-token"
-
-# ---- harness ----
-
-
-async def until(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
-    """Poll `check` until true, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not met within {timeout}s")
-        await asyncio.sleep(0.1)
-
-
-def not_found(image: str) -> str:
-    """containerd's message for a tag the registry does not have."""
-    return k8s.pull_error(image, f'failed to resolve reference "{image}": {image}: not found')
-
-
-def too_many_requests(image: str, host: str) -> str:
-    """containerd's message for a registry answering 429."""
-    tag = image.rsplit(":", 1)[1]
-    tail = f"pulling from host {host} failed with status code [manifests {tag}]: 429 Too Many Requests"
-    return k8s.pull_error(image, f'failed to resolve reference "{image}": {tail}')
-
-
-@dataclass
-class Kubelet:
-    """Plays kubelet on a simulated cluster: workloads whose pods fail to pull, start, or fail again."""
-
-    cluster: SimCluster
-    owners: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    pods: dict[tuple[str, str], list[str]] = field(default_factory=dict)
-    images: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # image, error message
-
-    def workload(self, namespace: str, name: str, image: str, message: str, replicas: int = 1) -> None:
-        """A Deployment whose pods wait on a failed pull of `image` with `message`."""
-        self.cluster.put(k8s.namespace(namespace))
-        self.cluster.put(k8s.service_account("default", namespace))
-        deploy = k8s.deployment(name, namespace, image, replicas)
-        rs = k8s.replicaset(deploy)
-        self.cluster.put(deploy)
-        self.cluster.put(rs)
-        self.owners[(namespace, name)] = rs
-        self.images[(namespace, name)] = (image, message)
-        self.pods[(namespace, name)] = []
-        for _ in range(replicas):
-            self.add_pod(namespace, name)
-
-    def add_pod(self, namespace: str, name: str) -> str:
-        """One more failing pod of the workload; returns its name."""
-        rs = self.owners[(namespace, name)]
-        _, message = self.images[(namespace, name)]
-        index = len(self.pods[(namespace, name)])
-        pod = self.cluster.put(k8s.pod_for(rs, index, waiting={name: ("ErrImagePull", message)}, node_name="node-a"))
-        self.cluster.put(k8s.failed_pull_event(pod, name, message))
-        self.pods[(namespace, name)].append(pod["metadata"]["name"])
-        return str(pod["metadata"]["name"])
-
-    def start(self, namespace: str, name: str) -> None:
-        """Every pod of the workload pulls its image and runs."""
-        for pod_name in self.pods[(namespace, name)]:
-            current = self.cluster.get("Pod", namespace, pod_name)
-            if current is not None:
-                self.cluster.put(k8s.set_running(current, name))
-
-    def fail(self, namespace: str, name: str) -> None:
-        """Every pod of the workload fails to pull again (a relapse)."""
-        _, message = self.images[(namespace, name)]
-        for pod_name in self.pods[(namespace, name)]:
-            current = self.cluster.get("Pod", namespace, pod_name)
-            if current is not None:
-                pod = self.cluster.put(k8s.set_waiting(current, name, "ErrImagePull", message))
-                self.cluster.put(k8s.failed_pull_event(pod, name, message))
-
-
-@dataclass
-class World:
-    """A simulated cluster, a private registry, a rate-limited registry and a fake Slack."""
-
-    cluster: SimCluster
-    registry: SimRegistry
-    host: str
-    hub: SimRegistry
-    hub_host: str
-    slack: FakeSlackApi
-    kubeconfig: Path
-    kubelet: Kubelet
-
-    def threads_by_incident(self, channel: str | None = None) -> dict[str, list[Thread]]:
-        """The fake's threads grouped by the incident key in their parent's metadata."""
-        out: dict[str, list[Thread]] = {}
-        for t in self.slack.threads(channel):
-            meta = t.parent.metadata or {}
-            key = str((meta.get("event_payload") or {}).get("incident_key", ""))
-            out.setdefault(key, []).append(t)
-        return out
-
-
-@contextlib.asynccontextmanager
-async def world_for(workdir: Path, slack: FakeSlackApi | None = None) -> AsyncIterator[World]:
-    """Start a simulated cluster and two registries (and a fake Slack unless one is given)."""
-    async with contextlib.AsyncExitStack() as stack:
-        cluster = SimCluster(bookmark_interval_s=0.5)
-        await cluster.start()
-        stack.push_async_callback(cluster.stop)
-        registry, hub = SimRegistry(), SimRegistry()
-        host, hub_host = await registry.start(), await hub.start()
-        stack.push_async_callback(registry.stop)
-        stack.push_async_callback(hub.stop)
-        for tag in ("1.4.0", "1.5.0"):
-            registry.add_image("shop/api", tag)
-        registry.add_image("shop/cart", "2.0.0")
-        hub.set_fault("rate_limit")
-        if slack is None:
-            slack = FakeSlackApi()
-            await slack.start()
-            stack.push_async_callback(slack.close)
-        cluster.put(k8s.node("node-a", arch="amd64"))
-        cluster.put(k8s.namespace("default"))
-        await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        kubeconfig = cluster.write_kubeconfig(workdir / "kubeconfig")
-        yield World(cluster, registry, host, hub, hub_host, slack, kubeconfig, Kubelet(cluster))
+from bot.model import Cause, IncidentScope, IncidentStatus
+from tests.e2e_world import (
+    World,
+    bot_settings,
+    incident_of,
+    not_found,
+    replies_of,
+    running,
+    settled,
+    too_many_requests,
+    until,
+    world_for,
+)
 
 
 @pytest.fixture
@@ -158,75 +32,6 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
     """One simulated world per test."""
     async with world_for(tmp_path / "world") as w:
         yield w
-
-
-def bot_settings(
-    world: World,
-    database_url: str,
-    *,
-    cluster: str = "e2e",
-    identity: str = "bot-a",
-    ha: bool = False,
-    routes: dict[str, str] | None = None,
-    default_channel: str = "#alerts",
-) -> Settings:
-    """Settings of a bot on `world` with fast timings."""
-    return Settings(
-        database_url=database_url,
-        slack=SlackSettings(
-            bot_token=SecretStr(TOKEN),
-            base_url=world.slack.url,
-            default_channel=default_channel,
-            routes=routes or {},
-        ),
-        kube=KubeSettings(kubeconfig=world.kubeconfig, cluster_name=cluster, exclude_namespaces=["kube-system"]),
-        registry=RegistrySettings(insecure_registries=[world.host, world.hub_host], probe_budget_s=3.0),
-        incidents=IncidentSettings(storm_window_s=1.0, update_interval_s=0.3, resolve_grace_s=1.0),
-        ha=HASettings(enabled=ha, lease_namespace="default", lease_duration_s=3.0, renew_s=0.5, identity=identity),
-    )
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings, *, slack_pacing: bool = False) -> AsyncIterator[Bot]:
-    """A created bot with its outbox worker and leader-elected duties running; closed on exit."""
-    bot = await Bot.create(settings)
-    if not slack_pacing:
-        bot.outbox.pacer.rate = None
-    tasks = [
-        asyncio.create_task(bot.outbox.run(), name=f"outbox-{bot.identity}"),
-        asyncio.create_task(bot.run_leader_elected(), name=f"leader-{bot.identity}"),
-    ]
-    try:
-        yield bot
-    finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        await bot.close()
-
-
-async def settled(bot: Bot) -> bool:
-    """Every open incident has a thread and no Slack write is pending."""
-    counts = await bot.store.outbox_counts()
-    incidents = await bot.store.open_incidents(bot.cluster)
-    return counts.get("pending", 0) == 0 and all(i.thread_ts for i in incidents)
-
-
-async def incident_of(bot: Bot, workload: str) -> Incident | None:
-    """The most recent incident of a workload (by name) in the bot's cluster."""
-    for inc in await bot.store.recent_incidents(limit=100, cluster=bot.cluster):
-        if inc.workload.name == workload:
-            return inc
-    return None
-
-
-def replies_of(world: World, inc: Incident) -> list[str]:
-    """The texts of the replies in an incident's thread."""
-    threads = world.threads_by_incident().get(inc.key, [])
-    assert len(threads) == 1, f"incident {inc.key} has {len(threads)} threads"
-    return [m.text for m in threads[0].replies]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ import pytest
 from bot.app import Bot
 from bot.store.store import Store
 from tests.conftest import fresh_pg_database
-from tests.test_e2e_pipeline import (
+from tests.e2e_world import (
     TOKEN,
     World,
     bot_settings,

@@ -14,7 +14,7 @@ from pathlib import Path
 from bot.app import Bot
 from bot.model import IncidentStatus
 from bot.settings import Settings
-from tests.test_e2e_pipeline import World, bot_settings, incident_of, not_found, running, until, world_for
+from tests.e2e_world import World, bot_settings, incident_of, not_found, running, until, world_for
 from tests.test_ha import holder, outbox_idle, parents_per_incident
 
 ROUTES = {"east/*": "#east-alerts", "west/*": "#west-alerts"}

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.app import Bot
 from bot.logging_setup import JsonFormatter, RedactingFilter, configure_logging, incident_id
 from bot.model import IncidentStatus
-from tests.test_e2e_pipeline import (
+from tests.e2e_world import (
     World,
     bot_settings,
     incident_of,
