@@ -2,7 +2,7 @@
 
 The modal's private_metadata carries only names (cluster, namespace, incident key, channel), never a credential;
 typed credentials go from the submission straight to the flow, which probes the registry with them and keeps them
-in memory (see bot/flows.py). Slack has no password input: the modal is private to the user, and the bot never
+in memory (see bot/flows/). Slack has no password input: the modal is private to the user, and the bot never
 echoes, logs or stores what was typed.
 """
 
