@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from bot.model import Incident
 from bot.registry.sim import SimRegistry
 from bot.settings import HASettings, IncidentSettings, KubeSettings, RegistrySettings, Settings, SlackSettings
 from bot.slack.fake_api import FakeSlackApi, Thread
+from bot.store.store import Store
 
 TOKEN = "xoxb-test-not-a-real-token"
 
@@ -217,3 +219,18 @@ def replies_of(world: World, inc: Incident) -> list[str]:
     threads = world.threads_by_incident().get(inc.key, [])
     assert len(threads) == 1, f"incident {inc.key} has {len(threads)} threads"
     return [m.text for m in threads[0].replies]
+
+
+def holder(world: World, cluster: str) -> str | None:
+    """Who holds this cluster's Lease on the simulated API server."""
+    lease = world.cluster.get("Lease", "default", f"imagepull-doctor-{cluster}")
+    return None if lease is None else lease.get("spec", {}).get("holderIdentity")
+
+
+def parents_per_incident(world: World) -> Counter[str]:
+    """How many top-level messages each incident key has in the fake Slack."""
+    return Counter({key: len(threads) for key, threads in world.threads_by_incident().items()})
+
+
+async def outbox_idle(store: Store) -> bool:
+    return (await store.outbox_counts()).get("pending", 0) == 0

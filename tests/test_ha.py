@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,11 @@ from tests.e2e_world import (
     TOKEN,
     World,
     bot_settings,
+    holder,
     incident_of,
     not_found,
+    outbox_idle,
+    parents_per_incident,
     running,
     until,
     world_for,
@@ -47,21 +49,6 @@ def pg_url() -> Iterator[str]:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     async with world_for(tmp_path / "world") as w:
         yield w
-
-
-def holder(world: World, cluster: str) -> str | None:
-    """Who holds this cluster's Lease on the simulated API server."""
-    lease = world.cluster.get("Lease", "default", f"imagepull-doctor-{cluster}")
-    return None if lease is None else lease.get("spec", {}).get("holderIdentity")
-
-
-def parents_per_incident(world: World) -> Counter[str]:
-    """How many top-level messages each incident key has in the fake Slack."""
-    return Counter({key: len(threads) for key, threads in world.threads_by_incident().items()})
-
-
-async def outbox_idle(store: Store) -> bool:
-    return (await store.outbox_counts()).get("pending", 0) == 0
 
 
 # ---- two bots in one process ----

@@ -14,8 +14,18 @@ from pathlib import Path
 from bot.app import Bot
 from bot.model import IncidentStatus
 from bot.settings import Settings
-from tests.e2e_world import World, bot_settings, incident_of, not_found, running, until, world_for
-from tests.test_ha import holder, outbox_idle, parents_per_incident
+from tests.e2e_world import (
+    World,
+    bot_settings,
+    holder,
+    incident_of,
+    not_found,
+    outbox_idle,
+    parents_per_incident,
+    running,
+    until,
+    world_for,
+)
 
 ROUTES = {"east/*": "#east-alerts", "west/*": "#west-alerts"}
 
