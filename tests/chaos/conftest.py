@@ -79,15 +79,17 @@ def sqlite_db(tmp_path: Path) -> str:
 # ---- waiting ----
 
 
-async def wait_for(condition: Callable[[], Awaitable[bool]], timeout: float, what: str, step: float = 0.05) -> None:
-    """Poll `condition` until true; fail with `what` after `timeout` seconds."""
+async def wait_for(
+    condition: Callable[[], Awaitable[bool]], timeout: float, what: str | Callable[[], str], step: float = 0.05
+) -> None:
+    """Poll `condition` until true; fail with `what` (a text, or a function giving one at failure) after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await condition():
             return
         await asyncio.sleep(step)
     if not await condition():
-        raise AssertionError(f"not within {timeout}s: {what}")
+        raise AssertionError(f"not within {timeout}s: {what() if callable(what) else what}")
 
 
 # ---- the world: cluster, registry, Slack ----

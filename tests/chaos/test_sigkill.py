@@ -32,6 +32,11 @@ def processes() -> Iterator[list[BotProcess]]:
         p.terminate()
 
 
+# Each step waits on a condition up to this long: a restarted process imports, migrates, wins the Lease and
+# drains the outbox; on a loaded 2-core CI machine that can take far longer than the usual 2-3 s.
+STEP_S = 60.0
+
+
 def _start(world: World, tmp_path: Path, processes: list[BotProcess], n: int, **tuning: float) -> BotProcess:
     proc = BotProcess(world, tmp_path / f"bot-{n}.log", tuning=dataclasses.replace(FAST, **tuning))
     proc.start()
@@ -54,7 +59,7 @@ async def test_sigkill_after_the_parent_and_after_a_reply(
     slack.crash_after_send("chat.postMessage", times=1)  # Slack keeps the first parent, the bot hears a 500
 
     first = _start(world, tmp_path, processes, 1)
-    await wait_for(_has(lambda: len(world.parents()) >= 1), 20, "a parent posted by process 1")
+    await wait_for(_has(lambda: len(world.parents()) >= 1), STEP_S, "a parent posted by process 1")
     first.kill()  # the parent is in Slack; the bot's row is claimed or marked for retry, not sent
     assert world.parent_keys(), "the parent carries its incident key"
 
@@ -63,7 +68,9 @@ async def test_sigkill_after_the_parent_and_after_a_reply(
 
     second = _start(world, tmp_path, processes, 2)
     replies_before = _replies(world)
-    await wait_for(_has(lambda: _replies(world) > replies_before), 20, f"a reply by process 2\n{_log(tmp_path)}")
+    await wait_for(
+        _has(lambda: _replies(world) > replies_before), STEP_S, lambda: f"a reply by process 2\n{_log(tmp_path)}"
+    )
     second.kill()  # right after a reply reached Slack, perhaps before the row was marked sent
 
     store = await Store.open(chaos_db)
@@ -72,8 +79,8 @@ async def test_sigkill_after_the_parent_and_after_a_reply(
         third = _start(world, tmp_path, processes, 3)
         await wait_for(
             lambda: settled(world, store, open_={"ledger", "frontend"}, resolved={"api"}),
-            20,
-            f"process 3 finished the work\n{_log(tmp_path)}",
+            STEP_S,
+            lambda: f"process 3 finished the work\n{_log(tmp_path)}",
         )
         assert third.alive()
         third.terminate()
@@ -92,7 +99,7 @@ async def test_sigkill_during_an_approved_delete_runs_it_at_most_once(
     first = _start(world, tmp_path, processes, 1, stale_run_s=1.0)
     store = await Store.open(sqlite_db)
     try:
-        await wait_for(lambda: settled(world, store, open_={"api"}, resolved=set()), 20, "api posted")
+        await wait_for(lambda: settled(world, store, open_={"api"}, resolved=set()), STEP_S, "api posted")
         incident = (await store.open_incidents(world.name))[0]
         pod = incident.pods[0]
         now = datetime.now(UTC)
@@ -123,7 +130,7 @@ async def test_sigkill_during_an_approved_delete_runs_it_at_most_once(
                 1 for method, path in world.cluster.requests if method == "DELETE" and path.startswith(delete_path)
             )
 
-        await wait_for(_has(lambda: deletes() >= 1), 20, f"the executor sent the DELETE\n{_log(tmp_path)}")
+        await wait_for(_has(lambda: deletes() >= 1), STEP_S, lambda: f"the executor sent the DELETE\n{_log(tmp_path)}")
         first.kill()  # the DELETE reached the API server; the bot never heard the answer
         world.cluster.faults.latency_s = 0.0
 
@@ -133,7 +140,7 @@ async def test_sigkill_during_an_approved_delete_runs_it_at_most_once(
             p = await store.get_proposal(proposal.id or 0)
             return p is not None and p.status in (ProposalStatus.SUCCEEDED, ProposalStatus.FAILED)
 
-        await wait_for(decided, 20, f"the interrupted run was closed\n{_log(tmp_path)}")
+        await wait_for(decided, STEP_S, lambda: f"the interrupted run was closed\n{_log(tmp_path)}")
         final = await store.get_proposal(proposal.id)
         assert final is not None
         assert final.status is ProposalStatus.FAILED and "interrupted" in (final.result or ""), final
@@ -147,8 +154,8 @@ async def test_sigkill_during_an_approved_delete_runs_it_at_most_once(
         def told() -> int:
             return sum(1 for m in world.slack.messages if m.thread_ts == incident.thread_ts and "interrupted" in m.text)
 
-        await wait_for(_has(lambda: told() == 1), 10, f"the thread was told\n{_log(tmp_path)}")
-        await wait_for(lambda: settled(world, store, open_={"api"}, resolved=set()), 10, "outbox idle")
+        await wait_for(_has(lambda: told() == 1), STEP_S, lambda: f"the thread was told\n{_log(tmp_path)}")
+        await wait_for(lambda: settled(world, store, open_={"api"}, resolved=set()), STEP_S, "outbox idle")
         await check_invariants(world, store)
         assert told() == 1
     finally:
