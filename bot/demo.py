@@ -269,7 +269,11 @@ def demo_settings(base: Settings, workdir: Path, kubeconfig: Path, hosts: list[s
         registry=RegistrySettings(insecure_registries=hosts, probe_budget_s=3.0),
         incidents=IncidentSettings(storm_window_s=1.0, update_interval_s=1.0, resolve_grace_s=2.0),
         ha=HASettings(lease_namespace="default", lease_duration_s=6.0, renew_s=1.0, identity="demo-bot"),
-        access=AccessSettings(grants={LEAD: ["billing:link_secret", "billing:delete_pod"]}, two_person_rule=True),
+        # Both may link secrets in billing; the two-person rule still stops the developer approving her own request.
+        access=AccessSettings(
+            grants={DEV: ["billing:link_secret"], LEAD: ["billing:link_secret", "billing:delete_pod"]},
+            two_person_rule=True,
+        ),
     )
 
 
@@ -361,7 +365,7 @@ async def run_demo(settings: Settings, *, seconds: float = 45.0, workdir: str = 
         linked = False
         if await _until(proposed, deadline):
             (proposal,) = (await bot.store.pending_proposals())[:1]
-            await chat.click(DEV, "imagepull:approve", {"proposal": proposal.id})  # refused: two-person rule
+            await chat.click(DEV, "imagepull:approve", {"proposal": proposal.id})  # refused: the two-person rule
             await chat.click(LEAD, "imagepull:approve", {"proposal": proposal.id})
 
             async def executed() -> bool:

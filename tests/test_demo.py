@@ -23,4 +23,5 @@ async def test_demo_posts_one_thread_per_failing_workload(tmp_path: Path, capsys
         assert f"`{cause}`" in out
     assert "nearest tags: `1.5.0`" in out
     assert "action.executed" in out and "chain: " in out and "intact" in out
+    assert "refused: two-person rule" in out  # the developer cannot approve her own request
     assert (tmp_path / "demo" / "imagepull-doctor.db").exists()
