@@ -7,7 +7,6 @@ ENV PATH=/opt/venv/bin:$PATH PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY pyproject.toml README.md alembic.ini ./
 COPY bot ./bot
 COPY handlers ./handlers
-COPY bench ./bench
 COPY migrations ./migrations
 COPY slack ./slack
 RUN pip install --upgrade pip && pip install .

@@ -19,21 +19,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
+from bot.composition import Bot
+from testkit.inprocess import running_bot
+from testkit.oci.docker_registry import Pusher, RealRegistryProcess, RegistryUnavailable
+from testkit.oci.simregistry import SimRegistry
+from testkit.slack.web_api import FakeSlackApi
+from testkit.world import (
     BenchKubelet,
     Workload,
     bench_settings,
     first_reply_at,
     not_found_error,
     percentile,
-    running_bot,
     setup_logging,
     sim_world,
 )
-from bench.registry_proc import Pusher, RealRegistryProcess, RegistryUnavailable
-from bot.app import Bot
-from bot.registry.sim import SimRegistry
-from bot.slack.fake_api import FakeSlackApi
 
 log = logging.getLogger("bench.latency")
 
@@ -80,7 +80,8 @@ async def measure(runs: int, gap_s: float, force_sim: bool, timeout_s: float) ->
             kubelet.namespace("latency")
             settings = bench_settings(workdir, kubeconfig, fake.url, [host])
             latencies: list[float] = []
-            async with running_bot(settings) as bot:
+            async with running_bot(settings) as runner:
+                bot = runner.bot
                 for i in range(runs):
                     image = f"{host}/{REPO}:9.{i}.0"
                     w = Workload("latency", f"app-{i}", image, 1, not_found_error(image))

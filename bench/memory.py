@@ -1,6 +1,6 @@
 """Resident memory of the bot: `python -m bench.memory --pods N [--failing-fraction 0.05]`; last stdout line is JSON.
 
-The simulated cluster, registry and fake Slack run in a child process (bench.simserver), so this process holds only
+The simulated cluster, registry and fake Slack run in a child process (testkit.simserver), so this process holds only
 the bot. `rss_baseline_mb` is this process's VmRSS once the bot is built (imports, database, clients) and before it
 watches; `rss_mb` is the largest VmRSS seen after the watcher synced and through a steady period in which the bot
 diagnoses and posts the failing workloads. `--tracemalloc` adds the top allocation sites to stderr.
@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.harness import bench_settings, rss_mb, running_bot, setup_logging
-from bot.app import Bot
+from bot.composition import Bot
+from testkit.inprocess import running_bot
+from testkit.world import bench_settings, rss_mb, setup_logging
 
 log = logging.getLogger("bench.memory")
 
@@ -32,15 +33,15 @@ log = logging.getLogger("bench.memory")
 def simserver(
     pods: int, failing_fraction: float, per_workload: int, workdir: Path, timeout_s: float = 90.0
 ) -> Iterator[dict[str, Any]]:
-    """Run bench.simserver in a child process; yield the JSON it printed; stop it by closing its stdin."""
-    command = [sys.executable, "-m", "bench.simserver", "--pods", str(pods), "--per-workload", str(per_workload)]
+    """Run testkit.simserver in a child process; yield the JSON it printed; stop it by closing its stdin."""
+    command = [sys.executable, "-m", "testkit.simserver", "--pods", str(pods), "--per-workload", str(per_workload)]
     command += ["--failing-fraction", str(failing_fraction), "--workdir", str(workdir)]
     child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert child.stdout is not None
         line = child.stdout.readline()
         if not line:
-            raise RuntimeError(f"bench.simserver exited with {child.wait(timeout=timeout_s)} before it was ready")
+            raise RuntimeError(f"testkit.simserver exited with {child.wait(timeout=timeout_s)} before it was ready")
         yield json.loads(line)
     finally:
         if child.stdin is not None:
@@ -61,7 +62,8 @@ async def measure(info: dict[str, Any], workdir: Path, steady_s: float, trace: b
         tracemalloc.start(10)
     started = time.monotonic()
     peak = baseline
-    async with running_bot(settings, bot=built, sync_timeout_s=120) as bot:
+    async with running_bot(settings, bot=built, timeout_s=120) as runner:
+        bot = runner.bot
         synced_s = time.monotonic() - started
         peak = max(peak, rss_mb())
         log.info("synced in %.2fs, RSS %.1f MB", synced_s, peak)

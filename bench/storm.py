@@ -22,7 +22,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
+from bot.composition import Bot
+from testkit.inprocess import running_bot
+from testkit.oci.simregistry import SimRegistry
+from testkit.slack.web_api import FakeSlackApi
+from testkit.world import (
     DNS_HOST,
     BenchKubelet,
     Workload,
@@ -31,14 +35,10 @@ from bench.harness import (
     first_reply_at,
     not_found_error,
     parents_by_incident,
-    running_bot,
     setup_logging,
     sim_world,
     status_error,
 )
-from bot.app import Bot
-from bot.registry.sim import SimRegistry
-from bot.slack.fake_api import FakeSlackApi
 
 log = logging.getLogger("bench.storm")
 
@@ -103,7 +103,8 @@ async def storm(pods: int, workloads: int, registry_count: int, ramp_s: float, q
             wanted = plan(workloads, pods, hosts)
             for w in wanted:
                 kubelet.namespace(w.namespace)
-            async with running_bot(settings) as bot:
+            async with running_bot(settings) as runner:
+                bot = runner.bot
                 started = time.monotonic()
                 for w in wanted:
                     kubelet.start(w)

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 
 class Cause(StrEnum):
-    """Cause ids (contract: ../shared/DESIGN.md). The first block is what a message alone can name."""
+    """Cause ids (contract: docs/CONTRACTS.md). The first block is what a message alone can name."""
 
     TAG_NOT_FOUND = "tag_not_found"
     REPO_NOT_FOUND_OR_NO_ACCESS = "repo_not_found_or_no_access"

@@ -117,10 +117,12 @@ class MeteredProber:
         self._prober = prober
         self._metrics = metrics
 
-    async def probe(self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None) -> ProbeResult:
+    async def probe(
+        self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None, *, fresh: bool = False
+    ) -> ProbeResult:
         """Probe through the wrapped prober and count the outcome ("exception" when it raised)."""
         try:
-            result: ProbeResult = await self._prober.probe(ref, credentials, node_platform)
+            result: ProbeResult = await self._prober.probe(ref, credentials, node_platform, fresh=fresh)
         except Exception:
             self._metrics.probe_outcomes.labels(outcome="exception").inc()
             raise

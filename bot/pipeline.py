@@ -9,37 +9,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
+from bot.diagnoser import Diagnoser
 from bot.diagnosis.classify import classify
-from bot.diagnosis.verify import probe_target, verify
-from bot.imageref import ImageRef
 from bot.incidents import Change, IncidentBook
 from bot.logging_setup import incident_id
-from bot.model import (
-    Cause,
-    Classification,
-    Credentials,
-    Diagnosis,
-    Incident,
-    OutboxMessage,
-    PodInspection,
-    ProbeResult,
-    PullFailure,
-    Recovery,
-)
+from bot.model import Cause, Classification, Diagnosis, Incident, OutboxMessage, PullFailure, Recovery
 
 log = logging.getLogger(__name__)
-
-
-class InspectorPort(Protocol):
-    async def inspect(self, namespace: str, pod: str, image: str) -> tuple[PodInspection, Credentials | None]: ...
-
-
-class ProberPort(Protocol):
-    async def probe(self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None) -> ProbeResult: ...
 
 
 class StorePort(Protocol):
@@ -70,8 +50,7 @@ class Pipeline:
         *,
         book: IncidentBook,
         store: StorePort,
-        inspector: InspectorPort | None,
-        prober: ProberPort | None,
+        diagnoser: Diagnoser,
         wake_outbox: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         diagnosis_ttl_s: float = 30.0,
@@ -81,8 +60,7 @@ class Pipeline:
     ) -> None:
         self._book = book
         self._store = store
-        self._inspector = inspector
-        self._prober = prober
+        self._diagnoser = diagnoser
         self._wake = wake_outbox
         self._clock = clock
         self._ttl = diagnosis_ttl_s
@@ -142,7 +120,7 @@ class Pipeline:
         deferred, self._deferred = list(self._deferred.values()), {}
         await self._apply(deferred, defer_quiet=False)
 
-    async def run_ticker(self, interval_s: float = 1.0) -> None:
+    async def run_ticker(self, interval_s: float) -> None:
         """Call `tick` forever (until cancelled)."""
         while True:
             await asyncio.sleep(interval_s)
@@ -152,26 +130,9 @@ class Pipeline:
                 log.exception("incident tick failed; retrying next interval")
 
     async def diagnose(self, failure: PullFailure, classification: Classification | None = None) -> Diagnosis:
-        """Full diagnosis of one failure: classify, inspect the pod, probe the registry, verify. Never raises."""
-        classification = classification or classify(failure.message, failure.event_reason, failure.waiting_reason)
-        inspection: PodInspection | None = None
-        credentials: Credentials | None = None
-        if self._inspector is not None:
-            try:
-                inspection, credentials = await self._inspector.inspect(failure.namespace, failure.pod, failure.image)
-            except Exception as exc:  # an adapter failure degrades the diagnosis, never stops it
-                log.warning("inspection of %s/%s failed: %s", failure.namespace, failure.pod, type(exc).__name__)
-        probe: ProbeResult | None = None
-        target = probe_target(failure, classification)
-        if self._prober is not None and target is not None:
-            node = inspection.node if inspection else None
-            platform = f"{node.os or 'linux'}/{node.architecture}" if node and node.architecture else None
-            try:
-                probe = await self._prober.probe(target, credentials, platform)
-            except Exception as exc:
-                log.warning("registry probe of %s failed: %s", target, type(exc).__name__)
+        """Full diagnosis of one failure (see `bot.diagnoser`). Never raises."""
         self.stats.diagnoses += 1
-        return verify(failure, classification, inspection, probe)
+        return await self._diagnoser.diagnose(failure, classification)
 
     async def diagnose_cached(self, failure: PullFailure, classification: Classification) -> Diagnosis:
         """Pods of one workload share a spec: verify once per workload, image and message cause for a while."""
@@ -211,7 +172,7 @@ class Pipeline:
             token = incident_id.set(change.incident.key)
             try:
                 stored = await self._save(change)
-                self._book.adopt(replace(stored, snoozed_until=stored.snoozed_until, muted=stored.muted))
+                self._book.adopt(stored)
                 self.stats.changes_saved += 1
                 sent = sent or bool(change.outbox)
                 log.log(

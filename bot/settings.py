@@ -14,6 +14,7 @@ class SlackSettings(BaseModel):
     signing_secret: SecretStr | None = None  # HTTP mode
     mode: str = Field(default="socket", pattern="^(socket|http)$")
     http_port: int = 3000
+    http_host: str = "0.0.0.0"  # noqa: S104 (HTTP mode: Slack reaches the pod through its Service or Ingress)
     default_channel: str = "#imagepull-alerts"
     # "cluster/namespace" or "cluster/*" or "*/namespace" -> channel
     routes: dict[str, str] = Field(default_factory=dict)
@@ -60,6 +61,24 @@ class IncidentSettings(BaseModel):
     storm_window_s: float = 2.0  # registry-level failures wait this long to be grouped
     resolve_grace_s: float = 30.0  # a pod deleted without starting resolves only after this long
     update_interval_s: float = 15.0  # the parent message is edited at most this often
+    tick_interval_s: float = 1.0  # how often held storms, throttled edits and grace periods are released
+
+
+class OutboxSettings(BaseModel):
+    """How the outbox worker sends: Slack's per-channel pace, how long a claim lasts, how often it looks for rows."""
+
+    rate_per_channel: float | None = 1.0  # messages per second per channel (Slack: about 1); None: unpaced (tests)
+    lease_s: float = 60.0  # a claimed row is claimable again after this long if its worker vanished
+    poll_interval_s: float = 0.2
+
+
+class ExecutorSettings(BaseModel):
+    """How approved fixes run: how often the executor polls, and its waits."""
+
+    interval_s: float = 2.0
+    stale_run_s: float = 600.0  # a claimed run that never finished is marked failed ("outcome unknown") after this
+    settle_s: float = 5.0  # wait after a fix before the follow-up diagnosis
+    holder_grace_s: float = 120.0  # other replicas leave a typed-credentials proposal to its holder this long
 
 
 class AccessSettings(BaseModel):
@@ -82,13 +101,15 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///imagepull-doctor.db"
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     log_json: bool = False
-    metrics_port: int = 9090
+    metrics_port: int = Field(default=9090, ge=0, le=65535)  # /metrics, /healthz, /readyz; 0: not served
     slack: SlackSettings = Field(default_factory=SlackSettings)
     kube: KubeSettings = Field(default_factory=KubeSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
     incidents: IncidentSettings = Field(default_factory=IncidentSettings)
     ha: HASettings = Field(default_factory=HASettings)
     access: AccessSettings = Field(default_factory=AccessSettings)
+    outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -1,26 +1,24 @@
 """Bolt listeners: slash commands, block actions and view submissions, one module per activity.
 
-`register_all(app, flows)` attaches every listener and the replay guard. Handlers stay thin: parse, call a flow,
-answer; they import no client library but Slack's own (the flows hold the logic).
+`register_all(app, flows)` attaches every listener and the replay guard. Handlers stay thin: parse (the grammar in
+`bot.chatops`), call the flows through their port (`bot.chatops.port.FlowsPort`), answer. They import no client
+library but Slack's own, and never the flows' implementation: the composition root hands the flows in.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from handlers.contract import FlowsPort
+import handlers.buttons
+import handlers.modals
+import handlers.replay
+import handlers.slash_command
+from bot.chatops.port import FlowsPort
 
 
 def register_all(app: Any, flows: FlowsPort) -> None:
     """Attach the replay guard, the `/imagepull` command, the buttons and the modals to a Bolt AsyncApp."""
-    # Imported here: bot.flows imports handlers.parse, so importing the listeners at package import would cycle.
-    import handlers.actions
-    import handlers.commands
-    import handlers.replay
-    import handlers.views
-
     handlers.replay.register(app, flows)
-    handlers.commands.register(app, flows)
-    handlers.actions.register(app, flows)
-    handlers.views.register(app, flows)
+    handlers.slash_command.register(app, flows)
+    handlers.buttons.register(app, flows)
+    handlers.modals.register(app, flows)

@@ -9,7 +9,7 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers.contract import Actor, Reply, Where
+from bot.chatops.port import Actor, Reply, Where
 
 log = logging.getLogger(__name__)
 

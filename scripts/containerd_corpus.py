@@ -40,7 +40,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from bench.registry_proc import Pusher, RealRegistryProcess, free_port
+from testkit.oci.docker_registry import Pusher, RealRegistryProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 PROTO = HERE / "cri_api.proto"

@@ -1,6 +1,6 @@
 """Shared fixtures. `db_url`: every SQL test runs on SQLite (a temp file) and on PostgreSQL (a fresh database).
 
-PostgreSQL is expected at 127.0.0.1:5432, user `postgres`, trust auth (see ../shared/RUNBOOK.md). One database
+PostgreSQL is expected at 127.0.0.1:5432, user `postgres`, trust auth (see docs/DEVELOPMENT.md). One database
 named `ipd_test_<random>` is created per test session and dropped at its end. When the server is unreachable the
 `postgres` cases are skipped with the reason, unless the environment variable CI is set: then they fail.
 """

@@ -1,4 +1,4 @@
-"""The end-to-end harness: the real Bot (bot.app) on the simulated API server, simulated registries, the fake Slack
+"""The end-to-end harness: the real bot (run_bot) on the simulated API server, simulated registries, the fake Slack
 Web API and SQLite, with the kubelet played here (pod statuses and events with containerd's texts).
 
 Used by tests/test_e2e_pipeline.py, tests/test_app.py, tests/test_ha.py, tests/test_multicluster.py and
@@ -18,14 +18,15 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.app import Bot
-from bot.kube.sim import objects as k8s
-from bot.kube.sim.server import SimCluster
+from bot.composition import Bot
 from bot.model import Incident
-from bot.registry.sim import SimRegistry
 from bot.settings import HASettings, IncidentSettings, KubeSettings, RegistrySettings, Settings, SlackSettings
-from bot.slack.fake_api import FakeSlackApi, Thread
 from bot.store.store import Store
+from testkit.inprocess import BotInProcess
+from testkit.kube import objects as k8s
+from testkit.kube.apiserver import SimCluster
+from testkit.oci.simregistry import SimRegistry
+from testkit.slack.web_api import FakeSlackApi, Thread
 
 TOKEN = "xoxb-test-not-a-real-token"
 
@@ -165,6 +166,7 @@ def bot_settings(
     """Settings of a bot on `world` with fast timings."""
     return Settings(
         database_url=database_url,
+        metrics_port=0,
         slack=SlackSettings(
             bot_token=SecretStr(TOKEN),
             base_url=world.slack.url,
@@ -180,23 +182,15 @@ def bot_settings(
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings, *, slack_pacing: bool = False) -> AsyncIterator[Bot]:
-    """A created bot with its outbox worker and leader-elected duties running; closed on exit."""
-    bot = await Bot.create(settings)
+    """The bot run as production runs it (`bot.runtime.run_bot`), in this process; stopped and closed on exit."""
     if not slack_pacing:
-        bot.outbox.pacer.rate = None
-    tasks = [
-        asyncio.create_task(bot.outbox.run(), name=f"outbox-{bot.identity}"),
-        asyncio.create_task(bot.run_leader_elected(), name=f"leader-{bot.identity}"),
-    ]
+        settings.outbox.rate_per_channel = None
+    runner = BotInProcess(settings)
+    await runner.start()
     try:
-        yield bot
+        yield runner.bot
     finally:
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        await bot.close()
+        await runner.stop()
 
 
 async def settled(bot: Bot) -> bool:

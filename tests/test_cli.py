@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -11,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.kube.sim import objects as k8s
-from bot.kube.sim.server import SimCluster
-from bot.registry.sim import SimRegistry
+from testkit.kube import objects as k8s
+from testkit.kube.apiserver import SimCluster
+from testkit.oci.simregistry import SimRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [[], ["run"], ["demo"], ["diagnose"], ["db"], ["db", "upgrade"], ["audit"], ["audit", "verify"]]
-COMMANDS += [["audit", "list"]]
+COMMANDS += [["audit", "list"], ["sim"]]
 
 
 def env(**settings: str) -> dict[str, str]:
@@ -91,6 +92,49 @@ def test_a_wrong_setting_prints_one_line_naming_it_and_exits_2(
     assert len(lines) == 1, result.stderr
     assert named in lines[0] and variable in lines[0]
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("IMAGEPULL_SLACK__ROUTES", "{bad", "slack.routes"),
+        ("IMAGEPULL_ACCESS__GRANTS", '{"U1": ["shop:*"]', "access.grants"),
+        ("IMAGEPULL_KUBE__EXCLUDE_NAMESPACES", "[kube-system", "kube.exclude_namespaces"),
+    ],
+)
+@pytest.mark.parametrize("command", [["run"], ["audit", "verify"]], ids=" ".join)
+def test_a_setting_that_is_not_json_prints_one_line_naming_it(
+    variable: str, value: str, named: str, command: list[str], tmp_path: Path
+) -> None:
+    result = cli(*command, cwd=tmp_path, **{variable: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert named in lines[0] and variable in lines[0] and "not valid JSON" in lines[0]
+
+
+@pytest.mark.parametrize("command", [["audit", "verify"], ["audit", "list"]], ids=" ".join)
+def test_a_database_that_was_never_migrated_says_to_migrate(command: list[str], tmp_path: Path) -> None:
+    result = cli(*command, cwd=tmp_path, IMAGEPULL_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'new.db'}")
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        == "imagepull-doctor: the database has no tables yet: run `imagepull-doctor db upgrade` first"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+asyncpg://postgres@127.0.0.1:1/imagepull",  # nothing listens on port 1
+        "sqlite+aiosqlite:////no/such/folder/x.db",
+    ],
+)
+def test_a_database_that_cannot_be_reached_is_one_line(url: str, tmp_path: Path) -> None:
+    result = cli("db", "upgrade", cwd=tmp_path, IMAGEPULL_DATABASE_URL=url)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "IMAGEPULL_DATABASE_URL" in lines[0], result.stderr
 
 
 def test_run_without_a_bot_token_exits_2_naming_it(tmp_path: Path) -> None:
@@ -175,3 +219,59 @@ def test_diagnose_with_a_missing_kubeconfig_says_which_setting(tmp_path: Path) -
     result = cli("diagnose", "shop/api-1", cwd=tmp_path, IMAGEPULL_KUBE__KUBECONFIG=str(tmp_path / "missing"))
     assert result.returncode == 2
     assert "IMAGEPULL_KUBE__KUBECONFIG" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_sim_serves_the_objects_of_a_file_to_the_bot(registry: tuple[SimRegistry, str], tmp_path: Path) -> None:
+    """`imagepull-doctor sim` (test kit) serves objects as `kubectl get -o json` prints them; `diagnose` reads them."""
+    reg, host = registry
+    reg.add_image("shop/api", "1.5.0")
+    image = f"{host}/shop/api:v1.5.0"
+    message = k8s.pull_error(image, f'failed to resolve reference "{image}": {image}: not found')
+    deploy = k8s.deployment("api", "shop", image, 1)
+    rs = k8s.replicaset(deploy)
+    pod = k8s.pod_for(rs, 0, waiting={"api": ("ErrImagePull", message)}, node_name="node-a")
+    items = [k8s.namespace("shop"), k8s.node("node-a", arch="amd64"), k8s.service_account("default", "shop")]
+    items += [deploy, rs, pod]
+    objects = tmp_path / "objects.json"
+    objects.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+    kubeconfig = tmp_path / "sim-kubeconfig"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        "sim",
+        "--objects",
+        str(objects),
+        "--kubeconfig",
+        str(kubeconfig),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env(),
+        cwd=tmp_path,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+        assert ready["objects"] == len(items) and ready["kubeconfig"] == str(kubeconfig)
+        settings = {
+            "IMAGEPULL_KUBE__KUBECONFIG": str(kubeconfig),
+            "IMAGEPULL_REGISTRY__INSECURE_REGISTRIES": f'["{host}"]',
+        }
+        code, out, err = await acli("diagnose", f"shop/{pod['metadata']['name']}", cwd=tmp_path, **settings)
+        assert code == 0, err
+        assert "cause: tag_not_found" in out
+        proc.stdin.close()  # the parent goes away: the simulator stops by itself
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def test_sim_with_a_file_that_is_not_objects_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"kind": "List", "items": [{"kind": "Pod"}]}')
+    result = cli("sim", "--objects", str(bad), "--kubeconfig", str(tmp_path / "k"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1 and "metadata.name" in result.stderr

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.demo import run_demo
 from bot.settings import Settings
+from testkit.demo import run_demo
 
 
 @pytest.mark.slow

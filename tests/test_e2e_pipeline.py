@@ -1,4 +1,4 @@
-"""End to end: the real Bot (bot.app) on the simulated API server, simulated registries, the fake Slack Web API and
+"""End to end: the real bot (run_bot) on the simulated API server, simulated registries, the fake Slack Web API and
 SQLite. Only the kubelet is played (by the harness in tests/e2e_world.py: pod statuses and events with containerd's
 texts).
 """
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import Bot
+from bot.composition import Bot
 from bot.model import Cause, IncidentScope, IncidentStatus
 from tests.e2e_world import (
     World,

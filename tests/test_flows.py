@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.flows import Actor, Flows, SecretDefaults, Where
-from bot.kube.sim import objects as o
-from bot.kube.sim.server import SimCluster
+from bot.chatops.grammar import Command, Verb, parse
+from bot.flows import Actor, SecretDefaults, Where
 from bot.model import ActionKind, OutboxKind, ProposalStatus
-from handlers.parse import Command, Verb, parse
+from testkit.kube import objects as o
+from testkit.kube.apiserver import SimCluster
 from tests.handlers.conftest import (  # noqa: F401 - fixtures used by name
     ADMIN,
     CHANNEL,
@@ -342,8 +342,3 @@ def test_command_params_round_trip() -> None:
     cmd = Command(Verb.RECREATE_SECRET, "shop", "regcred", source_namespace="infra", source_name="rc", cluster="edge")
     assert Command.from_params(cmd.to_params()) == cmd
     assert dataclasses.replace(cmd, incident="k").to_params()["cmd_incident"] == "k"
-
-
-def test_flows_type_is_exported() -> None:
-    """The composition root's entry points exist."""
-    assert callable(Flows.from_bot)

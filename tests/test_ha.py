@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bot.app import Bot
+from bot.composition import Bot
 from bot.store.store import Store
 from tests.conftest import fresh_pg_database
 from tests.e2e_world import (

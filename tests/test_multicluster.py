@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from bot.app import Bot
+from bot.composition import Bot
 from bot.model import IncidentStatus
 from bot.settings import Settings
 from tests.e2e_world import (

@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.app import Bot
+from bot.composition import Bot
 from bot.logging_setup import JsonFormatter, RedactingFilter, configure_logging, incident_id
 from bot.model import IncidentStatus
 from tests.e2e_world import (

@@ -1,18 +1,24 @@
-"""The pipeline writes a storm of pods as a few saves: quiet changes wait for the tick, posts never do."""
+"""The pipeline: a storm of pods is a few saves (quiet changes wait for the tick, posts never do); one diagnosis per
+workload and cause while it is fresh; a save that fails is retried until the database answers."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
+from bot.diagnoser import Diagnoser
 from bot.incidents import BookSettings, IncidentBook
-from bot.model import OutboxKind, PullFailure, WorkloadRef
+from bot.model import Cause, Incident, OutboxKind, OutboxMessage, PullFailure, WorkloadRef
 from bot.pipeline import Pipeline
 from bot.slack.render import SlackRenderer
 from bot.store.migrate import upgrade
 from bot.store.store import Store
 
 
-def failure(pod: str) -> PullFailure:
+def failure(pod: str, workload: str = "api") -> PullFailure:
     image = "ghcr.io/acme/api:v9"
     return PullFailure(
         cluster="prod",
@@ -24,7 +30,7 @@ def failure(pod: str) -> PullFailure:
         image=image,
         waiting_reason="ErrImagePull",
         message=f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": {image}: not found',
-        workload=WorkloadRef("Deployment", "api"),
+        workload=WorkloadRef("Deployment", workload),
     )
 
 
@@ -35,7 +41,7 @@ async def test_pods_joining_an_incident_are_saved_at_the_tick(tmp_path: Path) ->
     store = await Store.open(url)
     try:
         book = IncidentBook(BookSettings(cluster="prod", default_channel="#alerts"), SlackRenderer())
-        pipeline = Pipeline(book=book, store=store, inspector=None, prober=None)
+        pipeline = Pipeline(book=book, store=store, diagnoser=Diagnoser(None, None))
         await pipeline.on_failure(failure("api-0"))
         (incident,) = await store.open_incidents("prod")
         assert incident.pods == ("api-0",)
@@ -49,5 +55,97 @@ async def test_pods_joining_an_incident_are_saved_at_the_tick(tmp_path: Path) ->
         stored = await store.get_incident(incident.key)
         assert stored is not None and len(stored.pods) == 51 and stored.pods_seen == 51
         assert len(await store.pending_outbox()) == 2
+    finally:
+        await store.close()
+
+
+class CountingDiagnoser(Diagnoser):
+    """The real diagnoser without adapters, counting and slowed down so that concurrent callers overlap."""
+
+    def __init__(self) -> None:
+        super().__init__(None, None)
+        self.calls: list[str] = []
+
+    async def diagnose(self, failure: PullFailure, classification: object = None) -> object:  # type: ignore[override]
+        self.calls.append(failure.pod)
+        await asyncio.sleep(0.05)
+        return await super().diagnose(failure)
+
+
+class FlakyStore:
+    """The store port in front of a real store, failing its first `failures` saves as a dropped connection would."""
+
+    def __init__(self, store: Store, failures: int) -> None:
+        self.store = store
+        self.failures = failures
+        self.attempts = 0
+
+    async def save_incident(self, incident: Incident, outbox: Sequence[OutboxMessage] = ()) -> Incident:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            raise ConnectionResetError("connection dropped")
+        return await self.store.save_incident(incident, outbox)
+
+    async def get_incident(self, key: str) -> Incident | None:
+        return await self.store.get_incident(key)
+
+
+async def _store(tmp_path: Path) -> Store:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    await upgrade(url)
+    return await Store.open(url)
+
+
+def _book() -> IncidentBook:
+    return IncidentBook(BookSettings(cluster="prod", default_channel="#alerts"), SlackRenderer())
+
+
+async def test_one_diagnosis_per_workload_while_fresh(tmp_path: Path) -> None:
+    """Pods of one workload failing at once share one diagnosis; another workload gets its own; an expired entry
+    is diagnosed again."""
+    store = await _store(tmp_path)
+    try:
+        diagnoser = CountingDiagnoser()
+        pipeline = Pipeline(book=_book(), store=store, diagnoser=diagnoser, diagnosis_ttl_s=60)
+        await asyncio.gather(*(pipeline.on_failure(failure(f"api-{i}")) for i in range(20)))
+        assert len(diagnoser.calls) == 1
+        assert pipeline.stats.diagnosis_cache_hits == 19
+        await pipeline.on_failure(failure("worker-0", workload="worker"))
+        assert len(diagnoser.calls) == 2
+        expired = Pipeline(book=_book(), store=store, diagnoser=diagnoser, diagnosis_ttl_s=0)
+        await expired.on_failure(failure("api-0"))
+        await expired.on_failure(failure("api-1"))
+        assert len(diagnoser.calls) == 4
+        (incident, *_) = await store.open_incidents("prod")
+        assert incident.cause is Cause.TAG_NOT_FOUND
+    finally:
+        await store.close()
+
+
+async def test_a_failed_save_is_retried_until_the_database_answers(tmp_path: Path) -> None:
+    """Three dropped connections: the fourth attempt stores the incident and its Slack writes, once."""
+    store = await _store(tmp_path)
+    try:
+        flaky = FlakyStore(store, failures=3)
+        pipeline = Pipeline(book=_book(), store=flaky, diagnoser=Diagnoser(None, None))
+        await pipeline.on_failure(failure("api-0"))
+        assert flaky.attempts == 4
+        (incident,) = await store.open_incidents("prod")
+        assert [m.kind for m in await store.pending_outbox()] == [OutboxKind.POST_PARENT, OutboxKind.REPLY]
+        assert incident.pods == ("api-0",)
+    finally:
+        await store.close()
+
+
+async def test_a_save_that_never_succeeds_raises_after_its_attempts(tmp_path: Path) -> None:
+    """The pipeline gives up after `save_attempts` and raises: the watcher's caller sees it, nothing is half-saved."""
+    store = await _store(tmp_path)
+    try:
+        flaky = FlakyStore(store, failures=100)
+        pipeline = Pipeline(book=_book(), store=flaky, diagnoser=Diagnoser(None, None), save_attempts=3)
+        with pytest.raises(ConnectionResetError):
+            await pipeline.on_failure(failure("api-0"))
+        assert flaky.attempts == 3
+        assert await store.open_incidents("prod") == []
     finally:
         await store.close()

@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import MetaData, select
 from sqlalchemy.engine import make_url
 
-from bot.demo import Workload
-from bot.kube.sim import objects as k8s
 from bot.logging_setup import configure_logging
 from bot.model import ActionKind, Proposal, ProposalStatus
 from bot.settings import Settings
-from bot.slack.fake_api import FakeSlackApi
 from bot.store.store import Store
+from testkit.demo import Workload
+from testkit.kube import objects as k8s
+from testkit.slack.web_api import FakeSlackApi
 from tests.chaos.conftest import BAD_TAG, GOOD_TAG, World, check_invariants, running_bot, wait_for
 from tests.conftest import fresh_pg_database, pg_database_url
 

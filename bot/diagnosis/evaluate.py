@@ -2,7 +2,7 @@
 
 Reads JSON lines `{"message", "cause", "event_reason"?}`, classifies each, prints a confusion table and
 the misclassified messages on stderr, and as the last line of stdout one JSON object
-`{"n", "accuracy", "per_cause": {id: {"n", "correct"}}, "msgs_per_s"}` (contract: ../shared/DESIGN.md).
+`{"n", "accuracy", "per_cause": {id: {"n", "correct"}}, "msgs_per_s"}` (contract: docs/CONTRACTS.md).
 Exit 0 whatever the accuracy; exit 2 with one line on stderr when a corpus cannot be read.
 
 The pure part (`score`, `confusion`, `throughput`) takes samples; only `main` touches files.

@@ -1,7 +1,7 @@
 """What Slack can ask the bot to do: diagnose, scan, propose fixes, approve or reject them, execute them, follow up.
 
 Handlers parse and answer; everything else is here. Adapters (store, Kubernetes API, registry prober, Slack Web
-API for user names and groups) are passed in; `Flows.from_bot(bot)` takes them from the composition root.
+API for user names and groups) are passed in; ``bot.runtime.build_flows(bot)` takes them from the composition root.
 
 Proposals and approvals
     A fix (delete pod, recreate pull secret, link secret) is first DRY-RUN on the API server (`dryRun=All`: RBAC
@@ -40,29 +40,27 @@ Typed registry credentials (the "Recreate pull secret" modal)
     fingerprints of the old and new credential, never values.
 
 Modules, one per activity: `core` (the `Flows` facade and the command dispatch), `context` (what every flow shares:
-clock, audit rows, outbox), `reader` (pods as the watcher sees them), `users` (Slack names and groups), `diagnosing`
-(the fresh-probe pipeline), `commands` (status, diagnose, scan), `incidents` (re-diagnose, snooze, mute),
+clock, audit rows, outbox), `reader` (pods as the watcher sees them), `users` (Slack names and groups), `reads`
+(status, diagnose, scan), `incident_controls` (re-diagnose, snooze, mute),
 `proposals` (dry run and proposal), `forms` (the secret modals and typed credentials), `approvals` (approve,
 reject), `queue` (claims in SQL), `executor` (running approved proposals), `forwarding` (requests for another
 cluster's bot), `oneshot` (the CLI's `diagnose`).
 """
 
+from bot.chatops.port import Actor, SecretDefaults, Where
 from bot.flows.core import Flows
-from bot.flows.diagnosing import Diagnoser
 from bot.flows.forwarding import REQUEST_KIND
-from bot.flows.incidents import SNOOZE_FOR
+from bot.flows.incident_controls import SNOOZE_FOR
 from bot.flows.oneshot import diagnose_pod_once
 from bot.flows.queue import RUNNING_PREFIX, ProposalQueue
 from bot.flows.reader import PodReader
 from bot.flows.users import UserDirectory
-from handlers.contract import Actor, SecretDefaults, Where
 
 __all__ = [
     "REQUEST_KIND",
     "RUNNING_PREFIX",
     "SNOOZE_FOR",
     "Actor",
-    "Diagnoser",
     "Flows",
     "PodReader",
     "ProposalQueue",

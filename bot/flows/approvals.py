@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.chatops.port import Actor, Reply, notice, section
 from bot.flows.context import FlowContext, post_for
 from bot.model import Proposal, ProposalStatus
 from bot.slack.render import code, escape
 from bot.store.store import proposal_target
 from bot.vault import CredentialVault
-from handlers.contract import Actor, Reply, notice, section
 
 
 class Approvals:

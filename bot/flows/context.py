@@ -6,11 +6,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from bot.access import AccessPolicy, Decision
+from bot.chatops.port import Actor, Block, section
 from bot.flows.users import UserDirectory
 from bot.model import AuditEntry, OutboxKind, OutboxMessage, Proposal
 from bot.settings import Settings
 from bot.store.store import Store, proposal_target
-from handlers.contract import Actor, Block, section
 
 
 class FlowContext:

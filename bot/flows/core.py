@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -13,29 +13,29 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.access import AccessPolicy
+from bot.chatops.grammar import Command, Verb, help_text
+from bot.chatops.port import Actor, Reply, SecretDefaults, Submitted, Where, notice
+from bot.diagnoser import Diagnoser
 from bot.flows.approvals import Approvals
-from bot.flows.commands import ReadCommands
 from bot.flows.context import FlowContext
-from bot.flows.diagnosing import Diagnoser, fresh_pipeline
 from bot.flows.executor import Executor
 from bot.flows.forms import SecretForms
 from bot.flows.forwarding import Forwarding
-from bot.flows.incidents import IncidentFollowups, first_pod
+from bot.flows.incident_controls import IncidentFollowups, first_pod
 from bot.flows.proposals import Proposals
 from bot.flows.queue import ProposalQueue
 from bot.flows.reader import PodReader
+from bot.flows.reads import ReadCommands
 from bot.flows.users import UserDirectory
 from bot.incidents import IncidentBook
-from bot.kube.actions import KubeActions
 from bot.kube.inspect import Inspector
-from bot.model import ActionKind, Diagnosis, Incident, PullFailure
+from bot.kube.writes import KubeActions
+from bot.model import ActionKind
 from bot.registry.probe import RegistryProber
 from bot.settings import Settings
 from bot.slack.render import escape
 from bot.store.store import Store
 from bot.vault import CredentialVault
-from handlers.contract import Actor, Reply, SecretDefaults, Submitted, Where, notice
-from handlers.parse import Command, Verb, help_text
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +57,6 @@ class Flows:
         wake_outbox: Callable[[], None] = lambda: None,
         vault: CredentialVault | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        settle_s: float = 5.0,
-        stale_run_s: float = 600.0,
-        holder_grace_s: float = 120.0,
     ) -> None:
         self.settings = settings
         self.cluster = settings.kube.cluster_name
@@ -78,9 +75,9 @@ class Flows:
             settings=settings, store=store, users=self.users, policy=self.policy, clock=clock, wake_outbox=wake_outbox
         )
         self.reader = PodReader(api, self.inspector, self.cluster, clock)
-        self.pipeline: Diagnoser = fresh_pipeline(settings, self.inspector, prober, book)
-        self.reads = ReadCommands(self.ctx, api=api, identity=identity, reader=self.reader, pipeline=self.pipeline)
-        self.followups = IncidentFollowups(self.ctx, api=api, reader=self.reader, pipeline=self.pipeline, book=book)
+        self.diagnoser = Diagnoser(self.inspector, prober, fresh=True)
+        self.reads = ReadCommands(self.ctx, api=api, identity=identity, reader=self.reader, diagnoser=self.diagnoser)
+        self.followups = IncidentFollowups(self.ctx, api=api, reader=self.reader, diagnoser=self.diagnoser, book=book)
         self.proposals = Proposals(self.ctx, kube=self.kube, vault=self.vault)
         self.forms = SecretForms(
             self.ctx,
@@ -99,26 +96,11 @@ class Flows:
             vault=self.vault,
             followups=self.followups,
             forwarding=self.forwarding,
-            settle_s=settle_s,
-            stale_run_s=stale_run_s,
-            holder_grace_s=holder_grace_s,
+            settle_s=settings.executor.settle_s,
+            stale_run_s=settings.executor.stale_run_s,
+            holder_grace_s=settings.executor.holder_grace_s,
         )
         self.approvals = Approvals(self.ctx, vault=self.vault, wake_executor=self.executor.wake)
-
-    @classmethod
-    def from_bot(cls, bot: Any) -> Flows:
-        """The flows of a running `bot.app.Bot` (its store, API client, prober, inspector, book, Slack client)."""
-        return cls(
-            settings=bot.settings,
-            store=bot.store,
-            api=bot.api,
-            prober=bot.prober,
-            slack=bot.slack,
-            identity=bot.identity,
-            inspector=bot.inspector,
-            book=bot.book,
-            wake_outbox=bot.outbox_wake,
-        )
 
     # ---- settings a test or the chaos harness changes on a built Flows ----
 
@@ -148,15 +130,6 @@ class Flows:
     @stale_run_s.setter
     def stale_run_s(self, value: float) -> None:
         self.executor.stale_run_s = value
-
-    @property
-    def holder_grace_s(self) -> float:
-        """Seconds other replicas leave a typed-credentials proposal to the process holding the credentials."""
-        return self.executor.holder_grace_s
-
-    @holder_grace_s.setter
-    def holder_grace_s(self, value: float) -> None:
-        self.executor.holder_grace_s = value
 
     # ---- entry point for typed commands and buttons ----
 
@@ -190,10 +163,6 @@ class Flows:
                 return await self.followups.quiet(cmd.incident or "", cmd.verb, actor)
         return notice("Unknown command.", ok=False)
 
-    async def incident(self, key: str) -> Incident | None:
-        """The stored incident with this key."""
-        return await self.store.get_incident(key)
-
     async def button(self, kind: ActionKind, incident_key: str, actor: Actor, where: Where) -> Reply:
         """A diagnosis button that needs no modal: re-diagnose, delete pod, snooze, mute."""
         incident = await self.store.get_incident(incident_key)
@@ -220,43 +189,11 @@ class Flows:
         actor = await self.ctx.named(actor)
         await self.ctx.audit(actor, "command.refused", f"{self.cluster}/-/command/-", f"refused: {reason}"[:500])
 
-    # ---- the activities, as the handlers and the composition root call them ----
-
-    async def forward(self, cmd: Command, cluster: str, actor: Actor, where: Where) -> Reply:
-        """Store a request for another cluster's bot (its executor answers); tell the user who will answer."""
-        return await self.forwarding.forward(cmd, cluster, actor, where)
-
-    async def status(self) -> Reply:
-        """This bot's cluster, its open incidents and the proposals waiting for a decision."""
-        return await self.reads.status()
-
-    async def diagnose_failures(self, failures: Sequence[PullFailure]) -> list[tuple[PullFailure, Diagnosis]]:
-        """Full diagnosis (fresh registry probe) of each failure."""
-        return await self.reads.diagnose_failures(failures)
-
-    async def diagnose(self, cmd: Command) -> Reply:
-        """`diagnose ns/pod` or `diagnose deploy/name -n ns`: the verified diagnosis of each failing container."""
-        return await self.reads.diagnose(cmd)
-
-    async def scan(self, namespace: str | None) -> Reply:
-        """Every container waiting on an image pull now, grouped by namespace, workload, image and cause."""
-        return await self.reads.scan(namespace)
-
-    async def rediagnose(self, incident_key: str, actor: Actor) -> Reply:
-        """Diagnose an incident again with a fresh probe; the result goes into its thread and the parent."""
-        return await self.followups.rediagnose(incident_key, actor)
-
-    async def quiet(self, incident_key: str, verb: Verb, actor: Actor) -> Reply:
-        """Snooze an incident for an hour, or mute it; needs a grant; audited."""
-        return await self.followups.quiet(incident_key, verb, actor)
+    # ---- what the handlers call (bot.chatops.port.FlowsPort) and the runtime starts ----
 
     async def secret_defaults(self, incident_key: str | None, cmd: Command | None = None) -> SecretDefaults:
         """What to pre-fill in the recreate-secret / link-secret modals, from the incident and a quick inspection."""
         return await self.forms.secret_defaults(incident_key, cmd)
-
-    async def propose(self, cmd: Command, actor: Actor, where: Where) -> Reply:
-        """A typed or clicked fix on this cluster: dry run, then a proposal and its approval message."""
-        return await self.proposals.propose(cmd, actor, where)
 
     def credential_form_errors(
         self, defaults: SecretDefaults, *, secret: str, server: str, username: str, password: str, image: str
@@ -290,10 +227,6 @@ class Flows:
             where=where,
         )
 
-    async def propose_from_form(self, cmd: Command, actor: Actor, where: Where) -> Submitted:
-        """A copy or link form: the same as the typed command (forwarded when it names another cluster)."""
-        return Submitted(reply=await self.command(cmd, actor, where))
-
     async def approve(self, proposal_id: int, actor: Actor) -> Reply:
         """Approve a pending proposal: access check, two-person rule, expiry, then a CAS; refusals are audited."""
         return await self.approvals.approve(proposal_id, actor)
@@ -302,9 +235,9 @@ class Flows:
         """Reject (or, for the requester, withdraw) a pending proposal; refusals are audited."""
         return await self.approvals.reject(proposal_id, actor)
 
-    async def run_executor(self, interval_s: float = 2.0) -> None:
+    async def run_executor(self) -> None:
         """Claim and run this cluster's approved proposals and forwarded requests, forever (until cancelled)."""
-        await self.executor.run(interval_s)
+        await self.executor.run(self.settings.executor.interval_s)
 
     async def run_executor_once(self) -> int:
         """One pass: expire old proposals, fail interrupted runs, claim and run approved ones. Returns how many ran."""

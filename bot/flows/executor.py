@@ -8,16 +8,16 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from bot.chatops.port import Actor
 from bot.flows.context import FlowContext, post_for
 from bot.flows.forwarding import REQUEST_KIND, Forwarding
-from bot.flows.incidents import IncidentFollowups
+from bot.flows.incident_controls import IncidentFollowups
 from bot.flows.proposals import describe
 from bot.flows.queue import ProposalQueue
-from bot.kube.actions import ActionResult, KubeActions
+from bot.kube.writes import ActionResult, KubeActions
 from bot.model import ActionKind, IncidentStatus, Proposal, ProposalStatus
 from bot.slack.render import escape, truncate
 from bot.vault import CredentialVault
-from handlers.contract import Actor
 
 log = logging.getLogger(__name__)
 

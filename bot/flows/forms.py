@@ -6,17 +6,17 @@ import logging
 from dataclasses import replace
 
 from bot import imageref
+from bot.chatops.grammar import Command, is_host, is_subdomain
+from bot.chatops.port import Actor, SecretDefaults, Submitted, Where
 from bot.flows.context import FlowContext, target_of
-from bot.flows.incidents import first_pod
+from bot.flows.incident_controls import first_pod
 from bot.flows.proposals import Proposals
-from bot.kube.actions import KubeActions
 from bot.kube.dockerconfig import fingerprint
 from bot.kube.inspect import Inspector
+from bot.kube.writes import KubeActions
 from bot.model import ActionKind, Credentials, ProbeOutcome
 from bot.registry.probe import RegistryProber
 from bot.vault import HeldCredentials
-from handlers.contract import Actor, SecretDefaults, Submitted, Where
-from handlers.parse import Command, is_host, is_subdomain
 
 log = logging.getLogger(__name__)
 

@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from bot.chatops.grammar import Command, Verb
+from bot.chatops.port import Actor, Reply, Where, notice, section
 from bot.flows.context import FlowContext
 from bot.model import ActionKind, AuditEntry, OutboxKind, OutboxMessage, Proposal, ProposalStatus
 from bot.slack.render import code
 from bot.store.store import proposal_target
-from handlers.contract import Actor, Reply, Where, notice, section
-from handlers.parse import Command, Verb
 
 REQUEST_KIND = "request"  # params["kind"] of a forwarded request
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from bot.chatops.grammar import Command, Verb
+from bot.chatops.port import Actor, Block, Reply, Where, notice, section
 from bot.flows.context import FlowContext, post_for
-from bot.kube.actions import ActionResult, KubeActions
+from bot.kube.writes import ActionResult, KubeActions
 from bot.model import ActionKind, AuditEntry, Incident, Proposal
 from bot.slack.render import ACTION_PREFIX, code, escape, format_time, truncate
 from bot.store.store import proposal_target
 from bot.vault import CredentialVault, HeldCredentials
-from handlers.contract import Actor, Block, Reply, Where, notice, section
-from handlers.parse import Command, Verb
 
 _FIX_ACTIONS = {
     Verb.DELETE_POD: ActionKind.DELETE_POD,

@@ -148,11 +148,6 @@ def _without_auto_retry(client: AsyncWebClient) -> AsyncWebClient:
     return clone
 
 
-def make_client(token: str, base_url: str = "https://slack.com/api/", timeout: int = 15) -> AsyncWebClient:
-    """An AsyncWebClient suitable for the outbox (no automatic retries)."""
-    return AsyncWebClient(token=token, base_url=base_url, timeout=timeout, retry_handlers=[])
-
-
 def _metadata(event: str, incident_key: str, outbox_id: int) -> dict[str, Any]:
     return {"event_type": event, "event_payload": {"incident_key": incident_key, "outbox_id": outbox_id}}
 
@@ -196,7 +191,6 @@ class OutboxWorker:
         wait_parent_s: float = 0.3,
         reconcile_pages: int = 3,
         concurrency: int = 8,
-        claim_counts_attempt: bool = False,
     ) -> None:
         self._store = store
         self._client = _without_auto_retry(client)
@@ -213,7 +207,6 @@ class OutboxWorker:
         self.wait_parent_s = wait_parent_s
         self.reconcile_pages = reconcile_pages
         # True when claim_outbox itself counts the attempt (attempts > 1 then means "tried before").
-        self._claim_counts_attempt = claim_counts_attempt
         self._sem = asyncio.Semaphore(max(1, concurrency))
         self._wake = asyncio.Event()
         self._due_at: dict[int, float] = {}  # rows this worker put back, and when (monotonic) they are due
@@ -349,7 +342,7 @@ class OutboxWorker:
         if row_id in self._ambiguous:
             return True
         attempts = await self._store.outbox_attempts(row_id) or 0
-        return attempts > (1 if self._claim_counts_attempt else 0)
+        return attempts > 0
 
     async def _send_one(
         self, row: OutboxMessage, incident: Incident | None, superseded: bool

@@ -383,12 +383,6 @@ def render_reopened(incident: Incident, diagnosis: Diagnosis | None = None) -> S
     return _finish(text.replace("*", ""), blocks)
 
 
-def render_notice(text: str) -> SlackMessage:
-    """A short notice (ephemeral answers, errors) from trusted text that may still hold cluster names."""
-    body = escape(text)
-    return _finish(body, [_section(body)])
-
-
 class SlackRenderer:
     """The renderer `bot.incidents.IncidentBook` takes: each method returns a `SlackMessage`."""
 

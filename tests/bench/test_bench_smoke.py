@@ -76,7 +76,7 @@ def test_memory_measures_the_bot_with_the_world_in_another_process() -> None:
     assert result["seconds_to_sync"] > 0
 
 
-@pytest.mark.parametrize("module", ["bench.latency", "bench.storm", "bench.memory", "bench.simserver"])
+@pytest.mark.parametrize("module", ["bench.latency", "bench.storm", "bench.memory", "testkit.simserver"])
 def test_help_exits_cleanly(module: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False

@@ -1,8 +1,8 @@
 """End-to-end harness for the chaos tests: the real bot against SimCluster, SimRegistry and FakeSlackApi.
 
-`World` starts the three fakes and plays kubelet (bot.demo.DemoKubelet); `BotRunner` runs the bot in this process
-as bot/demo.py wires it (Bot.create, the outbox worker, the leader-elected watcher); `BotProcess` runs it as a
-subprocess (`python -m bot.testing`) that a test may SIGKILL. `check_invariants` states what must hold after any
+`World` starts the three fakes and plays kubelet (testkit.demo.DemoKubelet); `running_bot` runs the bot in this process
+and `BotProcess` as a subprocess (`python -m testkit.process`) that a test may SIGKILL, both through
+`bot.runtime.run_bot`, as production does. `check_invariants` states what must hold after any
 fault: one parent per incident, resolved incidents closed, no reply twice, the audit chain intact, nothing left in
 the outbox.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
 import os
 import secrets
@@ -28,21 +27,19 @@ from typing import Any
 
 import pytest
 
-from bot.app import Bot
-from bot.demo import DemoKubelet, Workload
-from bot.flows import Flows
-from bot.kube.sim import objects as k8s
-from bot.kube.sim.server import SimCluster
 from bot.model import AuditEntry, Incident, IncidentStatus
-from bot.registry.sim import SimRegistry
 from bot.settings import Settings
-from bot.slack.fake_api import FakeSlackApi, Message
 from bot.store.store import Store
-from bot.testing import Tuning, settings_dict, tune
+from testkit.demo import DemoKubelet, Workload
+from testkit.inprocess import BotInProcess
+from testkit.kube import objects as k8s
+from testkit.kube.apiserver import SimCluster
+from testkit.oci.simregistry import SimRegistry
+from testkit.process import settings_dict
+from testkit.slack.web_api import FakeSlackApi, Message
 from tests.conftest import fresh_pg_database
 
 TOKEN = "xoxb-chaos-not-a-real-token"
-FAST = Tuning(outbox_lease_s=2.0, rate_per_channel=None, poll_interval_s=0.1, executor_interval_s=0.2, settle_s=0.0)
 GOOD_TAG = "1.0.0"
 BAD_TAG = "9.9.9"
 
@@ -201,48 +198,10 @@ async def world_factory(tmp_path: Path) -> AsyncIterator[Callable[[str], Awaitab
 # ---- the bot in this process ----
 
 
-class BotRunner:
-    """The bot as bot/demo.py runs it: Bot.create, outbox.run and run_leader_elected as tasks."""
-
-    def __init__(self, settings: Settings, tuning: Tuning = FAST) -> None:
-        self.settings = settings
-        self.tuning = tuning
-        self.bot: Bot | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-
-    async def start(self) -> Bot:
-        bot = await Bot.create(self.settings)
-        tune(bot, self.tuning)
-        self.bot = bot
-        self._tasks = [asyncio.create_task(bot.outbox.run()), asyncio.create_task(bot.run_leader_elected())]
-        if self.tuning.executor:
-            flows = Flows.from_bot(bot)
-            flows.stale_run_s, flows.settle_s = self.tuning.stale_run_s, self.tuning.settle_s
-            self._tasks.append(asyncio.create_task(flows.run_executor(self.tuning.executor_interval_s)))
-        return bot
-
-    def failed(self) -> BaseException | None:
-        """The exception a bot task died of, if any (a chaos test fails on it)."""
-        for t in self._tasks:
-            if t.done() and not t.cancelled() and t.exception() is not None:
-                return t.exception()
-        return None
-
-    async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        if self.bot is not None:
-            await self.bot.close()
-            self.bot = None
-
-
 @contextlib.asynccontextmanager
-async def running_bot(settings: Settings, tuning: Tuning = FAST) -> AsyncIterator[BotRunner]:
-    """Run the bot in this process for the duration of the block."""
-    runner = BotRunner(settings, tuning)
+async def running_bot(settings: Settings) -> AsyncIterator[BotInProcess]:
+    """Run the bot in this process (`bot.runtime.run_bot`) for the duration of the block."""
+    runner = BotInProcess(settings)
     await runner.start()
     try:
         yield runner
@@ -254,22 +213,23 @@ async def running_bot(settings: Settings, tuning: Tuning = FAST) -> AsyncIterato
 
 
 class BotProcess:
-    """`python -m bot.testing` with this world's settings; `kill()` sends SIGKILL."""
+    """`python -m testkit.process` with this world's settings; `kill()` sends SIGKILL."""
 
-    def __init__(self, world: World, log_path: Path, identity: str = "chaos-bot-0", tuning: Tuning = FAST) -> None:
+    def __init__(
+        self, world: World, log_path: Path, identity: str = "chaos-bot-0", timings: dict[str, Any] | None = None
+    ) -> None:
         self.world = world
         self.log_path = log_path
         self.identity = identity
-        self.tuning = tuning
+        self.timings = timings or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         args = [
             sys.executable,
             "-m",
-            "bot.testing",
-            json.dumps(self.world.settings_data(self.identity)),
-            json.dumps(dataclasses.asdict(self.tuning)),
+            "testkit.process",
+            json.dumps(merged(self.world.settings_data(self.identity), self.timings)),
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGEPULL_")}
         with self.log_path.open("ab") as log:
@@ -292,6 +252,14 @@ class BotProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with the groups of `extra` laid over it (`{"outbox": {"lease_s": 30}}` changes one timing)."""
+    out = dict(base)
+    for group, values in extra.items():
+        out[group] = {**out.get(group, {}), **values} if isinstance(values, dict) else values
+    return out
 
 
 # ---- expectations ----

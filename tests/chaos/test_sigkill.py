@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,7 +12,6 @@ from bot.model import ActionKind, Proposal, ProposalStatus
 from bot.store.migrate import upgrade
 from bot.store.store import Store
 from tests.chaos.conftest import (
-    FAST,
     BotProcess,
     World,
     audit,
@@ -37,8 +35,8 @@ def processes() -> Iterator[list[BotProcess]]:
 STEP_S = 60.0
 
 
-def _start(world: World, tmp_path: Path, processes: list[BotProcess], n: int, **tuning: float) -> BotProcess:
-    proc = BotProcess(world, tmp_path / f"bot-{n}.log", tuning=dataclasses.replace(FAST, **tuning))
+def _start(world: World, tmp_path: Path, processes: list[BotProcess], n: int, **executor: float) -> BotProcess:
+    proc = BotProcess(world, tmp_path / f"bot-{n}.log", timings={"executor": executor} if executor else None)
     proc.start()
     processes.append(proc)
     return proc

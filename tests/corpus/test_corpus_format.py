@@ -1,4 +1,4 @@
-"""Format checks for the message corpora under tests/corpus/ (contract: ../shared/DESIGN.md)."""
+"""Format checks for the message corpora under tests/corpus/ (contract: docs/CONTRACTS.md)."""
 
 from __future__ import annotations
 

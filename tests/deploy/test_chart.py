@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import helm_python
 import pytest
 import yaml
 
 from bot.settings import Settings
-from deploy.render import RenderError, manifests, merge_values, render_chart
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "imagepull-doctor"
 KUBE_VERSION = "1.30"
@@ -65,39 +65,43 @@ SECRET_ENV = {
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "impersonate"}
 
 
-def _helm() -> Any:
-    """The real Helm engine (helm-python-sdk), or None where the package is not installed."""
-    try:
-        import helm_python
-    except ImportError:
-        return None
-    return helm_python
-
-
-HELM = _helm()
 Renderer = Callable[[dict[str, Any]], dict[str, str]]
 
 
-def render_subset(values: dict[str, Any]) -> dict[str, str]:
-    """Render with deploy/render.py."""
-    return render_chart(CHART, values, name=RELEASE, namespace=NAMESPACE)
+def merge_values(defaults: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Helm's coalescing of value files, for building test values: maps merge key by key, other values replace, a
+    null override deletes the key."""
+    merged = dict(defaults)
+    for key, value in overrides.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = merge_values(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def manifests(rendered: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The Kubernetes objects of a rendered chart (NOTES.txt and empty documents left out)."""
+    objects: list[dict[str, Any]] = []
+    for key in sorted(rendered):
+        if not key.endswith("NOTES.txt"):
+            objects.extend(doc for doc in yaml.safe_load_all(rendered[key]) if doc)
+    return objects
 
 
 def render_helm(values: dict[str, Any]) -> dict[str, str]:
-    """Render with Helm's own engine."""
-    with HELM.Chart.load(CHART) as chart:
+    """Render with Helm's own engine (helm-python-sdk runs Helm's Go library in-process, offline)."""
+    with helm_python.Chart.load(CHART) as chart:
         rendered: dict[str, str] = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
     return rendered
 
 
-@pytest.fixture(params=["helm", "subset"])
-def render(request: pytest.FixtureRequest) -> Renderer:
-    """Each chart test runs with Helm's engine (where installed) and with deploy/render.py."""
-    if request.param == "helm":
-        if HELM is None:
-            pytest.skip("helm-python-sdk (Helm's Go engine) is not installed; deploy/render.py still runs the test")
-        return render_helm
-    return render_subset
+@pytest.fixture
+def render() -> Renderer:
+    """Chart tests render with real Helm only."""
+    return render_helm
 
 
 def _kubernetes_validate() -> Any:
@@ -230,7 +234,7 @@ def test_rbac_is_least_privilege(render: Renderer, case: str) -> None:
 
 
 def test_lease_rbac_names_the_lease_the_bot_uses(render: Renderer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """get/update are limited to the Lease the bot takes (prefix + "-" + cluster, as bot/app.py names it)."""
+    """get/update are limited to the Lease the bot takes (prefix + "-" + cluster, as bot/composition.py names it)."""
     objects = objects_of(render, {"leaderElection": {"leaseName": "ipd-leader"}})
     lease_role = next(o for o in objects if o["kind"] == "Role" and o["metadata"]["name"].endswith("-lease"))
     assert lease_role["metadata"]["namespace"] == NAMESPACE
@@ -450,33 +454,14 @@ def test_optional_objects(render: Renderer) -> None:
 )
 def test_invalid_values_fail_to_render(render: Renderer, overrides: dict[str, Any], message: str) -> None:
     """Values that cannot work stop the install with a message that says what to set."""
-    errors: tuple[type[Exception], ...] = (RenderError,)
-    if HELM is not None:
-        errors += (HELM.HelmError,)
-    with pytest.raises(errors, match=re.escape(message)):
+    with pytest.raises(helm_python.HelmError, match=re.escape(message)):
         render(merge_values(BASE, overrides))
 
 
-@pytest.mark.skipif(HELM is None, reason="helm-python-sdk (Helm's Go engine) is not installed")
-@pytest.mark.parametrize("case", sorted(VALUE_SETS))
-def test_subset_renderer_matches_helm(case: str) -> None:
-    """deploy/render.py gives the same objects as Helm, and the same text wherever toYaml quoting agrees."""
-    values = merge_values(BASE, VALUE_SETS[case])
-    helm_out, subset_out = render_helm(values), render_subset(values)
-    assert sorted(helm_out) == sorted(subset_out)
-    for key, text in helm_out.items():
-        assert list(yaml.safe_load_all(text)) == list(yaml.safe_load_all(subset_out[key])), key
-    assert helm_out[f"{CHART.name}/templates/NOTES.txt"] == subset_out[f"{CHART.name}/templates/NOTES.txt"]
-    assert (
-        helm_out[f"{CHART.name}/templates/clusterrole.yaml"] == subset_out[f"{CHART.name}/templates/clusterrole.yaml"]
-    )
-
-
-@pytest.mark.skipif(HELM is None, reason="helm-python-sdk (Helm's Go engine) is not installed")
 @pytest.mark.parametrize("case", sorted(VALUE_SETS))
 def test_helm_lint_is_clean(case: str) -> None:
     """`helm lint --strict` against Kubernetes 1.30 reports no warning or error (only the icon suggestion)."""
-    report = HELM.lint(CHART, merge_values(BASE, VALUE_SETS[case]), strict=True, kube_version="v1.30.0")
+    report = helm_python.lint(CHART, merge_values(BASE, VALUE_SETS[case]), strict=True, kube_version="v1.30.0")
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
 

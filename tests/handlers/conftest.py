@@ -22,19 +22,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.flows import Flows
 from bot.kube.client import load_api_client
-from bot.kube.sim import objects as o
-from bot.kube.sim.server import SimCluster
-from bot.loopback import serve_on_loopback
 from bot.model import ActionKind, Cause, Diagnosis, Facts, Incident, WorkloadRef
 from bot.registry.probe import RegistryProber
-from bot.registry.sim import SimRegistry
-from bot.settings import AccessSettings, KubeSettings, RegistrySettings, Settings, SlackSettings
-from bot.slack.app import build_app, http_routes
-from bot.slack.fake_api import FakeSlackApi
+from bot.settings import AccessSettings, ExecutorSettings, KubeSettings, RegistrySettings, Settings, SlackSettings
+from bot.slack.bolt_app import build_app, http_routes
 from bot.slack.signing import signed_headers as slack_signed_headers
 from bot.store.migrate import upgrade
 from bot.store.store import Store
 from handlers import register_all
+from testkit.kube import objects as o
+from testkit.kube.apiserver import SimCluster
+from testkit.loopback import serve_on_loopback
+from testkit.oci.simregistry import SimRegistry
+from testkit.slack.web_api import FakeSlackApi
 
 TOKEN = "xoxb-test-not-a-real-token"
 SIGNING_SECRET = "test-signing-secret"
@@ -67,6 +67,7 @@ def settings_for(cluster: str, kubeconfig: Path, registry_host: str, *, two_pers
         kube=KubeSettings(kubeconfig=kubeconfig, context="sim", cluster_name=cluster, exclude_namespaces=[]),
         registry=RegistrySettings(insecure_registries=[registry_host], probe_budget_s=3.0),
         access=AccessSettings(grants=GRANTS, two_person_rule=two_person, proposal_ttl_s=600),
+        executor=ExecutorSettings(settle_s=0),
     )
 
 
@@ -95,9 +96,7 @@ class World:
         store = await Store.open(self.db_url)
         prober = RegistryProber(settings.registry)
         self._closers += [prober.close, api.close, store.close]
-        return Flows(
-            settings=settings, store=store, api=api, prober=prober, slack=self.client, identity=identity, settle_s=0
-        )
+        return Flows(settings=settings, store=store, api=api, prober=prober, slack=self.client, identity=identity)
 
 
 @pytest.fixture
@@ -119,7 +118,7 @@ async def world(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[World]:
     store = await Store.open(db_url)
     prober = RegistryProber(settings.registry)
     client = AsyncWebClient(token=TOKEN, base_url=slack.url, timeout=5)
-    flows = Flows(settings=settings, store=store, api=api, prober=prober, slack=client, identity="prod-1", settle_s=0)
+    flows = Flows(settings=settings, store=store, api=api, prober=prober, slack=client, identity="prod-1")
     w = World(sim, registry, host, slack, client, store, flows, db_url, kubeconfig)
     try:
         yield w

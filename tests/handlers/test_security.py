@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from bot.kube.sim import objects as o
 from bot.model import ProposalStatus
+from testkit.kube import objects as o
 from tests.handlers.conftest import (
     ADMIN,
     REQUESTER,
@@ -29,8 +29,8 @@ from tests.handlers.conftest import (
 async def _proposal(world: World) -> tuple[str, int]:
     pods = failing_deployment(world.sim, image=f"{world.registry_host}/team/web:v9")
     pod = pods[0]["metadata"]["name"]
+    from bot.chatops.grammar import parse
     from bot.flows import Actor, Where
-    from handlers.parse import parse
 
     await world.flows.command(parse(f"delete-pod shop/{pod}"), Actor(REQUESTER), Where("C0ALERTS"))
     (p,) = await world.store.pending_proposals()

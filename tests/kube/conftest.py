@@ -11,8 +11,8 @@ import pytest
 from kubernetes_asyncio import client as k8s
 
 from bot.kube.client import load_api_client
-from bot.kube.sim.server import SimCluster
 from bot.settings import KubeSettings
+from testkit.kube.apiserver import SimCluster
 
 
 @pytest.fixture

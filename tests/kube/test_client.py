@@ -11,9 +11,9 @@ from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.config import incluster_config, kube_config
 
 from bot.kube.client import load_api_client
-from bot.kube.sim import objects as o
-from bot.kube.sim.server import SimCluster
 from bot.settings import KubeSettings
+from testkit.kube import objects as o
+from testkit.kube.apiserver import SimCluster
 
 
 async def test_kubeconfig_with_context_talks_to_the_sim(sim: SimCluster, tmp_path: Path) -> None:

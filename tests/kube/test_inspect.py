@@ -8,9 +8,9 @@ from typing import Any
 
 from bot.kube.dockerconfig import fingerprint
 from bot.kube.inspect import PROBLEM_FORBIDDEN, PROBLEM_NOT_ALLOWED, Inspector
-from bot.kube.sim import objects as o
-from bot.kube.sim.server import SimCluster
 from bot.model import SecretCheck, WorkloadRef
+from testkit.kube import objects as o
+from testkit.kube.apiserver import SimCluster
 
 NS = "shop"
 IMAGE = "registry.example:5000/shop/web:1.2"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bot.kube.lease import LeaderElector
-from bot.kube.sim.server import SimCluster
+from testkit.kube.apiserver import SimCluster
 
 NS = "imagepull"
 LEASE = "imagepull-doctor"

@@ -10,8 +10,8 @@ import pytest
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import watch
 
-from bot.kube.sim import objects as o
-from bot.kube.sim.server import SimCluster
+from testkit.kube import objects as o
+from testkit.kube.apiserver import SimCluster
 
 
 async def test_discovery_and_version(sim: SimCluster, api: k8s.ApiClient) -> None:

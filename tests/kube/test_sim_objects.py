@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from bot.kube.sim import objects as o
+from testkit.kube import objects as o
 
 
 def _decoded(secret: dict[str, object], key: str) -> object:

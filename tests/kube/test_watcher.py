@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from bot.kube.sim import objects as o
-from bot.kube.sim.server import SimCluster
 from bot.kube.watcher import PodWatcher, run_until_synced
 from bot.model import PullFailure, Recovery, WorkloadRef
 from bot.settings import KubeSettings
+from testkit.kube import objects as o
+from testkit.kube.apiserver import SimCluster
 from tests.kube.conftest import eventually
 
 NS = "shop"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.kube import podstate
-from bot.kube.sim import objects as o
+from testkit.kube import objects as o
 
 
 def test_pull_waits_in_every_container_kind() -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.registry_proc import Pusher, RealRegistryProcess, RegistryUnavailable
-from bot.registry.sim import SimRegistry
+from testkit.oci.docker_registry import Pusher, RealRegistryProcess, RegistryUnavailable
+from testkit.oci.simregistry import SimRegistry
 
 USERNAME = "robot"
 PASSWORD = "correct-horse-battery"

@@ -11,8 +11,8 @@ import pytest
 from bot.imageref import parse
 from bot.model import Credentials, ProbeOutcome
 from bot.registry.probe import RegistryProber, api_host, credential_fingerprint
-from bot.registry.sim import SimRegistry
 from bot.settings import RegistrySettings
+from testkit.oci.simregistry import SimRegistry
 
 SECRET = "s3cret-pass-word"
 

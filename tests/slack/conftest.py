@@ -10,9 +10,9 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.model import Cause, Incident, OutboxKind, OutboxMessage, WorkloadRef
-from bot.slack.fake_api import FakeSlackApi
 from bot.store.migrate import upgrade
 from bot.store.store import Store
+from testkit.slack.web_api import FakeSlackApi
 
 TOKEN = "xoxb-test-not-a-real-token"
 CHANNEL = "#imagepull-alerts"

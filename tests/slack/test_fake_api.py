@@ -8,8 +8,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack import render
-from bot.slack.fake_api import FakeSlackApi
-from bot.slack.terminal import render_threads
+from testkit.slack.terminal import render_threads
+from testkit.slack.web_api import FakeSlackApi
 from tests.slack.conftest import incident
 
 

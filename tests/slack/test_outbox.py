@@ -9,9 +9,9 @@ import time
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.model import OutboxKind, OutboxMessage
-from bot.slack.fake_api import FakeSlackApi
 from bot.slack.outbox import PARENT_EVENT, OutboxWorker
 from bot.store.store import Store
+from testkit.slack.web_api import FakeSlackApi
 from tests.slack.conftest import CHANNEL, incident, open_incident, rows
 
 

@@ -1,8 +1,4 @@
-{{/*
-Helpers of the imagepull-doctor chart. The templates use a conservative subset of Helm's functions
-(include, toYaml, toJson, nindent, quote, default, required, printf, trunc, trimSuffix, contains, eq, gt, and, or,
-not, fail) so that deploy/render.py renders them the same way as Helm.
-*/}}
+{{/* Helpers of the imagepull-doctor chart: names, labels, the Lease name and value checks. */}}
 
 {{/* Chart name, at most 63 characters. */}}
 {{- define "imagepull-doctor.name" -}}
@@ -57,7 +53,7 @@ app.kubernetes.io/part-of: imagepull-doctor
 {{- default (include "imagepull-doctor.fullname" .) .Values.leaderElection.leaseName -}}
 {{- end -}}
 
-{{/* Name of the Lease the bot takes: the prefix and the cluster name (bot/app.py appends it). */}}
+{{/* Name of the Lease the bot takes: the prefix and the cluster name (bot/composition.py appends it). */}}
 {{- define "imagepull-doctor.leaseName" -}}
 {{- printf "%s-%s" (include "imagepull-doctor.leasePrefix" .) .Values.cluster.name -}}
 {{- end -}}

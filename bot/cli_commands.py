@@ -1,0 +1,102 @@
+"""What each CLI command does, given built Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+from bot.runtime import run_bot
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: Settings) -> int:
+    """Run every task of a bot process (`bot.runtime.run_bot`) until SIGTERM/SIGINT."""
+    if not settings.slack.configured:
+        print(
+            "imagepull-doctor: setting slack.bot_token (IMAGEPULL_SLACK__BOT_TOKEN) is required for run",
+            file=sys.stderr,
+        )
+        return 2
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return await run_bot(settings, stop=stop)
+
+
+async def diagnose(settings: Settings, namespace: str, pod: str, *, as_json: bool) -> int:
+    """Print the verified diagnosis of each failing container of one pod."""
+    from bot.flows import diagnose_pod_once
+
+    try:
+        results = await diagnose_pod_once(settings, namespace, pod)
+    except LookupError as exc:
+        print(f"imagepull-doctor: {exc}", file=sys.stderr)
+        return 1
+    if not results:
+        print(f"{namespace}/{pod}: no container is waiting on an image pull")
+        return 0
+    for failure, diagnosis in results:
+        if as_json:
+            print(
+                json.dumps({"container": failure.container, "image": failure.image, **asdict(diagnosis)}, default=str)
+            )
+            continue
+        print(f"{namespace}/{pod} container {failure.container} ({failure.image})")
+        print(f"  cause: {diagnosis.cause.value}  confidence {diagnosis.confidence:.0%}")
+        print(f"  {diagnosis.summary}")
+        for e in diagnosis.evidence:
+            mark = {True: "✔", False: "✘", None: "•"}[e.ok]
+            print(f"  {mark} {e.text}")
+        for fix in diagnosis.fixes:
+            print(f"  # {fix.title}\n  {fix.command}")
+    return 0
+
+
+async def db_upgrade(settings: Settings) -> int:
+    """Apply migrations up to head."""
+    from bot.store.migrate import upgrade
+
+    await upgrade(settings.database_url)
+    print("database is at the newest revision")
+    return 0
+
+
+async def audit_verify(settings: Settings) -> int:
+    """Check the audit hash chain; exit 1 when broken."""
+    from bot.store.store import Store
+
+    store = await Store.open(settings.database_url)
+    try:
+        result = await store.verify_audit()
+    finally:
+        await store.close()
+    if result.ok:
+        print(f"audit log intact: {result.checked} rows verified")
+        return 0
+    print(f"audit log BROKEN at row {result.first_bad_id}: {result.reason} ({result.checked} rows checked)")
+    return 1
+
+
+async def audit_list(settings: Settings, since: datetime | None, limit: int) -> int:
+    """Print audit rows, oldest first."""
+    from bot.store.store import Store
+
+    store = await Store.open(settings.database_url)
+    try:
+        rows = await store.list_audit(since=since, limit=limit)
+    finally:
+        await store.close()
+    for r in rows:
+        e = r.entry
+        at = e.at.astimezone(UTC).isoformat(timespec="seconds")
+        params = " ".join(f"{k}={v}" for k, v in sorted(e.params.items()))
+        print(f"{r.id:>6} {at} {e.actor_name or e.actor_id:<16} {e.action:<22} {e.target} {params} -> {e.result}")
+    return 0

@@ -1,1 +1,0 @@
-"""Deployment artefacts: the Helm chart and the offline renderer that tests it."""

@@ -1,0 +1,1 @@
+"""A simulated Kubernetes API server (`apiserver.SimCluster`) and real-shaped API objects (`objects`)."""

@@ -1,0 +1,510 @@
+"""A simulated Kubernetes API server (aiohttp) that the real kubernetes_asyncio client can talk to over HTTP.
+
+It keeps objects in memory with one global resourceVersion, serves discovery, list (with labelSelector, fieldSelector,
+limit/continue), get, create, replace, patch, delete (with dryRun=All) and watch (with resourceVersion, bookmarks,
+timeoutSeconds and 410 Gone once the bounded history has moved past the requested version), answers errors with
+Status objects, checks a Bearer token, and has fault knobs (`SimCluster.faults`).
+
+Known simplifications: deletion is immediate (no graceful period, no finalizers, no garbage collection except a
+namespace's contents and a ReplicaSet's replacement pod), a continued list reads the current state rather than a
+snapshot, and status is not a separate subresource for PUT on the main resource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import json
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from testkit.kube.faults import Faults
+from testkit.kube.objectstore import (
+    RESOURCES,
+    ApiError,
+    Obj,
+    ObjectStore,
+    ResourceType,
+    WatchEvent,
+    match_fields,
+    match_labels,
+    resource_for,
+)
+from testkit.kube.patch import apply_patch
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_UNAUTHENTICATED = ("/healthz", "/livez", "/readyz")
+
+
+def _status_response(err: ApiError, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(err.status(), status=err.code, headers=headers)
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").lower() in ("true", "1", "yes")
+
+
+def _encode_continue(rv: int, start: str) -> str:
+    raw = json.dumps({"v": "meta.k8s.io/v1", "rv": rv, "start": start}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[int, str]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return int(raw["rv"]), str(raw["start"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ApiError(400, "BadRequest", f"continue key is not valid: {exc}") from exc
+
+
+class SimCluster:
+    """The simulated cluster: an object store, an HTTP API in front of it, and fault knobs."""
+
+    def __init__(
+        self,
+        token: str = "sim-token",  # noqa: S107 - a fixed test credential for a loopback simulator
+        history_limit: int = 1000,
+        bookmark_interval_s: float = 1.0,
+        replace_deleted_pods: bool = True,
+    ) -> None:
+        self.token = token
+        self.store = ObjectStore(history_limit=history_limit)
+        self.faults = Faults()
+        self.faults._drop = self.store.drop_watches
+        self.faults._expire = self.store.expire_history
+        self.bookmark_interval_s = bookmark_interval_s
+        self.replace_deleted_pods = replace_deleted_pods
+        self.requests: deque[tuple[str, str]] = deque(maxlen=2000)  # (method, path?query) of recent requests
+        self.open_watches = 0
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+
+    # ---- lifecycle ----
+
+    @property
+    def url(self) -> str:
+        """The base URL (http://127.0.0.1:PORT); only after start()."""
+        if self._url is None:
+            raise RuntimeError("SimCluster is not started")
+        return self._url
+
+    async def start(self) -> str:
+        """Bind 127.0.0.1 on a free port and serve; returns the base URL."""
+        app = web.Application(middlewares=[self._middleware], client_max_size=16 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._dispatch)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = int(self._runner.addresses[0][1])
+        self._url = f"http://127.0.0.1:{port}"
+        return self._url
+
+    async def stop(self) -> None:
+        """End open watches and stop serving."""
+        self.store.drop_watches()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def write_kubeconfig(self, path: str | Path, context: str = "sim") -> Path:
+        """Write a kubeconfig with one cluster, one token user and one context named `context`."""
+        path = Path(path)
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "users": [{"name": f"{context}-user", "user": {"token": self.token}}],
+            "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-user"}}],
+            "current-context": context,
+            "preferences": {},
+        }
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        path.chmod(0o600)
+        return path
+
+    # ---- object helpers for tests and the demo (no HTTP) ----
+
+    def put(self, obj: Obj) -> Obj:
+        """Create or replace an object (its kind says where), bumping the resourceVersion and notifying watches.
+
+        A missing namespace is created first, as a convenience for tests.
+        """
+        rt = resource_for(str(obj["kind"]))
+        meta = obj.get("metadata") or {}
+        ns = (meta.get("namespace") or "default") if rt.namespaced else None
+        if ns and self.store.find(resource_for("Namespace"), None, ns) is None:
+            self.store.create(resource_for("Namespace"), {"metadata": {"name": ns}})
+        if meta.get("name") and self.store.find(rt, ns, meta["name"]) is not None:
+            return self.store.replace(rt, obj, ns, check_rv=False)
+        return self.store.create(rt, obj, ns)
+
+    def get(self, kind: str, namespace: str | None, name: str) -> Obj | None:
+        """A copy of one object, or None."""
+        rt = resource_for(kind)
+        obj = self.store.find(rt, namespace if rt.namespaced else None, name)
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def delete(self, kind: str, namespace: str | None, name: str) -> Obj | None:
+        """Delete one object as the API would (a ReplicaSet replaces its pod); returns it, or None if absent."""
+        rt = resource_for(kind)
+        try:
+            return self._delete(rt, namespace if rt.namespaced else None, name, dry_run=False)
+        except ApiError:
+            return None
+
+    def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
+        """Copies of all objects of a kind, optionally in one namespace."""
+        return [copy.deepcopy(o) for o in self.store.items(resource_for(kind), namespace)]
+
+    @property
+    def resource_version(self) -> int:
+        """The current global resourceVersion."""
+        return self.store.rv
+
+    # ---- controller-like behaviour ----
+
+    def _delete(self, rt: ResourceType, namespace: str | None, name: str, dry_run: bool) -> Obj:
+        gone = self.store.delete(rt, namespace, name, dry_run=dry_run)
+        if dry_run:
+            return gone
+        if rt.plural == "namespaces":
+            for child_rt, child in list(self.store.all_namespaced_objects(name)):
+                self.store.delete(child_rt, name, child["metadata"]["name"])
+        elif rt.plural == "pods" and self.replace_deleted_pods:
+            self._replace_pod(gone)
+        return gone
+
+    def _replace_pod(self, pod: Obj) -> None:
+        owners = pod["metadata"].get("ownerReferences") or []
+        owner = next((o for o in owners if o.get("controller") and o.get("kind") == "ReplicaSet"), None)
+        if (
+            owner is None
+            or self.store.find(resource_for("ReplicaSet"), pod["metadata"]["namespace"], owner["name"]) is None
+        ):
+            return
+        new = copy.deepcopy(pod)
+        meta = new["metadata"]
+        meta["name"] = f"{owner['name']}-{uuid.uuid4().hex[:5]}"
+        meta["generateName"] = f"{owner['name']}-"
+        meta["uid"] = str(uuid.uuid4())
+        for key in ("resourceVersion", "creationTimestamp", "deletionTimestamp"):
+            meta.pop(key, None)
+        self.store.create(resource_for("Pod"), new, meta["namespace"])
+
+    # ---- HTTP ----
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
+        self.requests.append((request.method, request.path_qs))
+        if self.faults.latency_s > 0:
+            await asyncio.sleep(self.faults.latency_s)
+        authorized = request.headers.get("Authorization", "") == f"Bearer {self.token}"
+        if request.path not in _UNAUTHENTICATED and not authorized:
+            return _status_response(ApiError(401, "Unauthorized", "Unauthorized"))
+        planned = self.faults.take(request.method, request.path)
+        if planned is not None:
+            status, retry_after = planned
+            if status == 429:
+                err = ApiError(
+                    429,
+                    "TooManyRequests",
+                    "Too many requests, please try again later.",
+                    {"retryAfterSeconds": retry_after},
+                )
+            else:
+                err = ApiError(status, "InternalError", "Internal error occurred: injected fault")
+            headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+            return _status_response(err, headers)
+        try:
+            return await handler(request)
+        except ApiError as err:
+            return _status_response(err)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if path in _UNAUTHENTICATED:
+            return web.Response(text="ok")
+        if path == "/version":
+            return web.json_response(_VERSION)
+        if path == "/api":
+            return web.json_response(
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}],
+                }
+            )
+        if path == "/apis":
+            return web.json_response(_group_list())
+        parts = path.strip("/").split("/")
+        if parts[0] == "api" and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[0] == "apis" and len(parts) >= 3:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        elif parts[0] == "apis" and len(parts) == 2:
+            found = [g for g in _group_list()["groups"] if g["name"] == parts[1]]
+            if not found:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return web.json_response({"kind": "APIGroup", "apiVersion": "v1", **found[0]})
+        else:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if not rest:
+            return web.json_response(_resource_list(group, version))
+        namespace: str | None = None
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            namespace, rest = rest[1], rest[2:]
+        plural = rest[0]
+        name = rest[1] if len(rest) > 1 else None
+        subresource = rest[2] if len(rest) > 2 else None
+        rt = next((r for r in RESOURCES if r.group == group and r.version == version and r.plural == plural), None)
+        if rt is None or (subresource not in (None, "status")) or len(rest) > 3:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if namespace is not None and not rt.namespaced:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return await self._serve(request, rt, namespace, name)
+
+    async def _read_body(self, request: web.Request) -> Any:
+        try:
+            return json.loads(await request.read() or b"null")
+        except ValueError as exc:
+            raise ApiError(400, "BadRequest", f"the request body is not valid JSON: {exc}") from exc
+
+    async def _serve(
+        self, request: web.Request, rt: ResourceType, ns: str | None, name: str | None
+    ) -> web.StreamResponse:
+        q = request.query
+        dry_run = q.get("dryRun") == "All"
+        method = request.method
+        if name is None:
+            if method == "GET":
+                if _truthy(q.get("watch")):
+                    return await self._watch(request, rt, ns)
+                return web.json_response(self._list(rt, ns, q))
+            if method == "POST":
+                body = await self._read_body(request)
+                if not isinstance(body, dict):
+                    raise ApiError(400, "BadRequest", "the request body must be an object")
+                self._check_kind(rt, body)
+                return web.json_response(self.store.create(rt, body, ns, dry_run=dry_run), status=201)
+            if method == "DELETE":
+                raise ApiError(405, "MethodNotAllowed", "deletecollection is not simulated")
+            raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        if method == "GET":
+            return web.json_response(self.store.get(rt, ns, name))
+        if method == "PUT":
+            body = await self._read_body(request)
+            if not isinstance(body, dict):
+                raise ApiError(400, "BadRequest", "the request body must be an object")
+            self._check_kind(rt, body)
+            body_name = (body.get("metadata") or {}).get("name")
+            if body_name != name:
+                raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
+            return web.json_response(self.store.replace(rt, body, ns, dry_run=dry_run))
+        if method == "PATCH":
+            patch = await self._read_body(request)
+            current = self.store.get(rt, ns, name)
+            patched = apply_patch(request.headers.get("Content-Type", ""), current, patch)
+            patched.setdefault("metadata", {})["name"] = name
+            # A patch that names a resourceVersion is a precondition; otherwise it applies to the latest.
+            sent_rv = (patch.get("metadata") or {}).get("resourceVersion") if isinstance(patch, dict) else None
+            if not sent_rv:
+                patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            return web.json_response(self.store.replace(rt, patched, ns, dry_run=dry_run))
+        if method == "DELETE":
+            gone = self._delete(rt, ns, name, dry_run=dry_run)
+            if rt.plural == "pods":
+                return web.json_response(gone)
+            details = {"name": name, "kind": rt.plural, "uid": gone["metadata"]["uid"]}
+            if rt.group:
+                details["group"] = rt.group
+            return web.json_response(
+                {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+            )
+        raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    @staticmethod
+    def _check_kind(rt: ResourceType, body: Obj) -> None:
+        kind = body.get("kind")
+        if kind and kind != rt.kind:
+            raise ApiError(400, "BadRequest", f"the kind {kind!r} of the body does not match the URL ({rt.kind})")
+
+    def _list(self, rt: ResourceType, ns: str | None, q: Any) -> Obj:
+        label_selector = q.get("labelSelector")
+        field_selector = q.get("fieldSelector")
+        limit = int(q.get("limit") or 0)
+        token = q.get("continue")
+        list_rv = self.store.rv
+        start = ""
+        if token:
+            list_rv, start = _decode_continue(token)
+            if list_rv < self.store.floor:
+                raise ApiError(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list result. You can start a "
+                    "new list without the continue parameter, or use the continue token in this response to retrieve "
+                    "the remainder of the results. Continuing with the provided token results in an inconsistent list "
+                    "- objects that were created, modified, or deleted between the time the first chunk was returned "
+                    "and now may show up in the list.",
+                )
+        selected = self.store.items(rt, ns, label_selector, field_selector)
+        if start:
+            selected = [o for o in selected if _key(o) > start]
+        meta: Obj = {"resourceVersion": str(list_rv)}
+        if limit and len(selected) > limit:
+            page = selected[:limit]
+            meta["continue"] = _encode_continue(list_rv, _key(page[-1]))
+            meta["remainingItemCount"] = len(selected) - limit
+            selected = page
+        # Real API servers leave kind/apiVersion out of the items of a typed list; clients rely on the list's kind.
+        items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in selected]
+        return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta, "items": items}
+
+    async def _watch(self, request: web.Request, rt: ResourceType, ns: str | None) -> web.StreamResponse:
+        q = request.query
+        label_selector = q.get("labelSelector")
+        field_selector = q.get("fieldSelector")
+        bookmarks = _truthy(q.get("allowWatchBookmarks"))
+        timeout_s = float(q.get("timeoutSeconds") or 1800)
+        rv_param = q.get("resourceVersion") or ""
+        since: int | None = None if rv_param in ("", "0") else int(rv_param) if rv_param.isdigit() else -1
+        if since == -1:
+            raise ApiError(400, "BadRequest", f"invalid resource version: {rv_param}")
+        resp = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+
+        async def send(kind: str, obj: Obj) -> None:
+            await resp.write(json.dumps({"type": kind, "object": obj}, separators=(",", ":")).encode() + b"\n")
+
+        try:
+            sub, backlog = self.store.subscribe(rt, ns, since)
+        except ApiError as err:
+            # Real servers answer 200 and then an ERROR event carrying the Status.
+            await send("ERROR", err.status())
+            await resp.write_eof()
+            return resp
+        self.open_watches += 1
+        deadline = time.monotonic() + timeout_s
+        try:
+            event: WatchEvent | None
+            for event in backlog:
+                if _selected(event.obj, label_selector, field_selector):
+                    await send(event.type, event.obj)
+            next_bookmark = time.monotonic() + self.bookmark_interval_s
+            while True:
+                now = time.monotonic()
+                if now >= deadline:
+                    break
+                wait = deadline - now
+                if bookmarks:
+                    wait = min(wait, max(0.0, next_bookmark - now))
+                try:
+                    event = await asyncio.wait_for(sub.queue.get(), timeout=wait)
+                except TimeoutError:
+                    if bookmarks and time.monotonic() >= next_bookmark:
+                        bookmark = {
+                            "kind": rt.kind,
+                            "apiVersion": rt.api_version,
+                            "metadata": {"resourceVersion": str(self.store.rv)},
+                        }
+                        await send("BOOKMARK", bookmark)
+                        next_bookmark = time.monotonic() + self.bookmark_interval_s
+                    continue
+                if event is None:
+                    break
+                if _selected(event.obj, label_selector, field_selector):
+                    await send(event.type, event.obj)
+            with contextlib.suppress(ConnectionError):
+                await resp.write_eof()
+        except ConnectionError:
+            pass
+        finally:
+            self.open_watches -= 1
+            self.store.unsubscribe(sub)
+        return resp
+
+
+def _selected(obj: Obj, label_selector: str | None, field_selector: str | None) -> bool:
+    return match_labels(obj, label_selector) and match_fields(obj, field_selector)
+
+
+def _key(obj: Obj) -> str:
+    meta = obj["metadata"]
+    return f"{meta.get('namespace', '')}/{meta['name']}"
+
+
+_VERSION = {
+    "major": "1",
+    "minor": "31",
+    "gitVersion": "v1.31.0-sim",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2024-08-13T00:00:00Z",
+    "goVersion": "go1.22.5",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+_VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
+
+
+def _group_list() -> Obj:
+    groups: dict[str, list[str]] = {}
+    for rt in RESOURCES:
+        if rt.group:
+            groups.setdefault(rt.group, [])
+            if rt.version not in groups[rt.group]:
+                groups[rt.group].append(rt.version)
+    return {
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": [
+            {
+                "name": name,
+                "versions": [{"groupVersion": f"{name}/{v}", "version": v} for v in versions],
+                "preferredVersion": {"groupVersion": f"{name}/{versions[0]}", "version": versions[0]},
+            }
+            for name, versions in groups.items()
+        ],
+    }
+
+
+def _resource_list(group: str, version: str) -> Obj:
+    resources = [rt for rt in RESOURCES if rt.group == group and rt.version == version]
+    if not resources:
+        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+    out: list[Obj] = []
+    for rt in resources:
+        entry: Obj = {
+            "name": rt.plural,
+            "singularName": rt.kind.lower(),
+            "namespaced": rt.namespaced,
+            "kind": rt.kind,
+            "verbs": _VERBS,
+        }
+        if rt.short_names:
+            entry["shortNames"] = list(rt.short_names)
+        out.append(entry)
+        if rt.plural in ("pods", "replicasets", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"):
+            out.append(
+                {
+                    "name": f"{rt.plural}/status",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": rt.kind,
+                    "verbs": ["get", "patch", "update"],
+                }
+            )
+    group_version = f"{group}/{version}" if group else version
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": out}

@@ -1,0 +1,311 @@
+"""Cluster actions against the simulated API server, through the real kubernetes_asyncio client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bot.kube.dockerconfig import credentials_for, fingerprint, parse_secret
+from bot.kube.writes import COPIED_FROM_ANNOTATION, KubeActions
+from testkit.kube import objects as o
+from testkit.kube.apiserver import SimCluster
+
+NS = "shop"
+PASSWORD = "Hunter2-never-shown"
+HOSTILE = ["../etc/passwd", "a;rm -rf /", "UPPER", "x" * 300, "<!channel>", "", "-lead", "trail-", "a b", "név"]
+
+
+@pytest.fixture
+def actions(api: Any) -> KubeActions:
+    return KubeActions(api)
+
+
+def controlled_pod(sim: SimCluster) -> str:
+    deploy, rs, (pod,) = o.deployment_with_pods("web", NS, "registry.example:5000/web:1", waiting_reason="ErrImagePull")
+    for obj in (deploy, rs, pod):
+        sim.put(obj)
+    return str(pod["metadata"]["name"])
+
+
+def secret_creds(sim: SimCluster, name: str, host: str, ns: str = NS) -> Any:
+    obj = sim.get("Secret", ns, name)
+    assert obj is not None
+    return credentials_for(parse_secret(obj["type"], obj["data"]), host)
+
+
+# ---- delete_pod ----
+
+
+async def test_delete_pod_dry_run_changes_nothing(sim: SimCluster, actions: KubeActions) -> None:
+    """A dry run asks the server (dryRun=All) and leaves the pod in place."""
+    pod = controlled_pod(sim)
+    rv = sim.resource_version
+
+    result = await actions.delete_pod(NS, pod, dry_run=True)
+
+    assert result.ok and result.dry_run and not result.changed
+    assert "would be deleted" in result.message and "ReplicaSet" in result.message
+    assert sim.get("Pod", NS, pod) is not None
+    assert sim.resource_version == rv
+    assert any(m == "DELETE" and "dryRun=All" in p for m, p in sim.requests)
+
+
+async def test_delete_controlled_pod(sim: SimCluster, actions: KubeActions) -> None:
+    """A real delete removes the pod; its ReplicaSet makes a replacement."""
+    pod = controlled_pod(sim)
+
+    result = await actions.delete_pod(NS, pod, dry_run=False)
+
+    assert result.ok and result.changed and not result.dry_run
+    assert sim.get("Pod", NS, pod) is None
+    assert len(sim.list("Pod", NS)) == 1  # the replacement
+
+
+async def test_bare_pod_refused(sim: SimCluster, actions: KubeActions) -> None:
+    """A pod no controller owns is not deleted, dry run or not."""
+    sim.put(o.pod("lonely", NS))
+    for dry_run in (True, False):
+        result = await actions.delete_pod(NS, "lonely", dry_run=dry_run)
+        assert not result.ok
+        assert result.message.startswith("bare pod: deleting it would remove it for good")
+    assert sim.get("Pod", NS, "lonely") is not None
+    assert not any(m == "DELETE" for m, _ in sim.requests)
+
+
+async def test_delete_forbidden_names_the_permission(sim: SimCluster, actions: KubeActions) -> None:
+    """RBAC refusing the (dry-run) delete gives a clear message naming the verb and resource."""
+    pod = controlled_pod(sim)
+    sim.faults.fail_next(1, status=403, path_prefix=f"/api/v1/namespaces/{NS}/pods/", method="DELETE")
+
+    result = await actions.delete_pod(NS, pod, dry_run=True)
+
+    assert not result.ok
+    assert 'verb "delete" on "pods"' in result.message and NS in result.message
+    assert sim.get("Pod", NS, pod) is not None
+
+
+async def test_delete_missing_pod(sim: SimCluster, actions: KubeActions) -> None:
+    """Deleting a pod that is gone says so."""
+    sim.put(o.namespace(NS))
+    result = await actions.delete_pod(NS, "gone", dry_run=False)
+    assert not result.ok and "does not exist" in result.message
+
+
+async def test_server_error_is_reported_not_raised(sim: SimCluster, actions: KubeActions) -> None:
+    """A 500 from the API server becomes a failed result."""
+    pod = controlled_pod(sim)
+    sim.faults.fail_next(1, status=500, method="DELETE")
+    result = await actions.delete_pod(NS, pod, dry_run=False)
+    assert not result.ok and "HTTP 500" in result.message
+    assert sim.get("Pod", NS, pod) is not None
+
+
+# ---- hostile names ----
+
+
+@pytest.mark.parametrize("bad", HOSTILE)
+async def test_hostile_names_rejected_without_any_request(sim: SimCluster, actions: KubeActions, bad: str) -> None:
+    """Invalid names are refused before any API call, and the message does not echo them."""
+    before = len(sim.requests)
+    results = [
+        await actions.delete_pod(bad, "pod", dry_run=False),
+        await actions.delete_pod(NS, bad, dry_run=False),
+        await actions.upsert_pull_secret(NS, bad, "ghcr.io", "u", "p", dry_run=False),
+        await actions.upsert_pull_secret(bad, "s", "ghcr.io", "u", "p", dry_run=False),
+        await actions.copy_secret(NS, bad, "other", "s", dry_run=False),
+        await actions.copy_secret(NS, "s", bad, "s", dry_run=False),
+        await actions.link_secret(NS, bad, "s", dry_run=False),
+        await actions.link_secret(NS, "default", bad, dry_run=False),
+    ]
+    for result in results:
+        assert not result.ok and "invalid" in result.message and "nothing was changed" in result.message
+        if len(bad) > 1:
+            assert bad not in result.message
+    assert len(sim.requests) == before
+
+
+@pytest.mark.parametrize(
+    ("server", "username", "password", "fragment"),
+    [
+        ("ghcr.io/../../x y", "u", "p", "registry server"),
+        ("<!here>", "u", "p", "registry server"),
+        ("ghcr.io", "", "p", "username"),
+        ("ghcr.io", "a:b", "p", "username"),
+        ("ghcr.io", "u", "", "password"),
+    ],
+)
+async def test_invalid_credentials_rejected(
+    sim: SimCluster, actions: KubeActions, server: str, username: str, password: str, fragment: str
+) -> None:
+    """A bad server, username or password is refused with a message that names the field only."""
+    result = await actions.upsert_pull_secret(NS, "creds", server, username, password, dry_run=False)
+    assert not result.ok and fragment in result.message
+    assert sim.get("Secret", NS, "creds") is None
+
+
+# ---- upsert_pull_secret ----
+
+
+async def test_upsert_creates_replaces_and_is_idempotent(sim: SimCluster, actions: KubeActions) -> None:
+    """Create, repeat (no change), rotate (fingerprints old -> new), never printing the password."""
+    sim.put(o.namespace(NS))
+    host = "registry.example:5000"
+
+    created = await actions.upsert_pull_secret(NS, "creds", f"https://{host}/v2/", "bot", PASSWORD, dry_run=False)
+    assert created.ok and created.changed
+    assert created.old_fingerprint is None and created.new_fingerprint == fingerprint(host, "bot", PASSWORD)
+    obj = sim.get("Secret", NS, "creds")
+    assert obj is not None and obj["type"] == "kubernetes.io/dockerconfigjson"
+    creds = secret_creds(sim, "creds", host)
+    assert creds is not None and (creds.username, creds.password) == ("bot", PASSWORD)
+
+    rv = sim.resource_version
+    again = await actions.upsert_pull_secret(NS, "creds", host, "bot", PASSWORD, dry_run=False)
+    assert again.ok and not again.changed and "nothing to change" in again.message
+    assert sim.resource_version == rv
+
+    rotated = await actions.upsert_pull_secret(NS, "creds", host, "bot", "new-" + PASSWORD, dry_run=False)
+    assert rotated.ok and rotated.changed
+    assert rotated.old_fingerprint == created.new_fingerprint
+    assert rotated.new_fingerprint == fingerprint(host, "bot", "new-" + PASSWORD)
+    assert secret_creds(sim, "creds", host).password == "new-" + PASSWORD
+    for result in (created, again, rotated):
+        assert PASSWORD not in result.message
+
+
+async def test_upsert_keeps_other_registries(sim: SimCluster, actions: KubeActions) -> None:
+    """Replacing one registry's entry keeps the other entries of the secret."""
+    sim.put(o.docker_config_secret("multi", NS, {"ghcr.io": {"username": "g", "password": "gp"}}))
+
+    result = await actions.upsert_pull_secret(NS, "multi", "docker.io", "hub", "hp", dry_run=False)
+
+    assert result.ok and "keeping 1 other registry" in result.message
+    assert secret_creds(sim, "multi", "ghcr.io").username == "g"
+    assert secret_creds(sim, "multi", "docker.io").username == "hub"
+
+
+async def test_upsert_dry_run_and_wrong_type(sim: SimCluster, actions: KubeActions) -> None:
+    """A dry run creates nothing; a secret of another type is left alone."""
+    sim.put(o.opaque_secret("opaque", NS, {"k": "v"}))
+
+    dry = await actions.upsert_pull_secret(NS, "new", "ghcr.io", "u", "p", dry_run=True)
+    assert dry.ok and dry.dry_run and not dry.changed and dry.message.startswith("dry run:")
+    assert sim.get("Secret", NS, "new") is None
+
+    refused = await actions.upsert_pull_secret(NS, "opaque", "ghcr.io", "u", "p", dry_run=False)
+    assert not refused.ok and "type Opaque" in refused.message
+    assert sim.get("Secret", NS, "opaque")["type"] == "Opaque"  # type: ignore[index]
+
+
+async def test_upsert_forbidden(sim: SimCluster, actions: KubeActions) -> None:
+    """RBAC refusing the create is reported with the permission."""
+    sim.put(o.namespace(NS))
+    sim.faults.fail_next(1, status=403, path_prefix=f"/api/v1/namespaces/{NS}/secrets", method="POST")
+    result = await actions.upsert_pull_secret(NS, "creds", "ghcr.io", "u", "p", dry_run=True)
+    assert not result.ok and 'verb "create" on "secrets"' in result.message
+
+
+# ---- copy_secret ----
+
+
+async def test_copy_secret_copies_type_and_data_only(sim: SimCluster, actions: KubeActions) -> None:
+    """The copy has the source's type and data, its own uid, no owners; a repeat changes nothing."""
+    source = o.docker_config_secret("creds", "ci", {"ghcr.io": {"username": "u", "password": PASSWORD}})
+    source["metadata"]["ownerReferences"] = [o.owner_reference(o.deployment("owner", "ci"))]
+    source["metadata"]["labels"] = {"team": "ci"}
+    stored = sim.put(source)
+    sim.put(o.namespace(NS))
+
+    dry = await actions.copy_secret("ci", "creds", NS, "creds", dry_run=True)
+    assert dry.ok and sim.get("Secret", NS, "creds") is None
+
+    result = await actions.copy_secret("ci", "creds", NS, "creds", dry_run=False)
+    assert result.ok and result.changed
+    copy = sim.get("Secret", NS, "creds")
+    assert copy is not None
+    assert copy["type"] == stored["type"] and copy["data"] == stored["data"]
+    assert copy["metadata"]["uid"] != stored["metadata"]["uid"]
+    assert "ownerReferences" not in copy["metadata"]
+    assert copy["metadata"]["annotations"][COPIED_FROM_ANNOTATION] == "ci/creds"
+    assert PASSWORD not in result.message
+
+    rv = sim.resource_version
+    again = await actions.copy_secret("ci", "creds", NS, "creds", dry_run=False)
+    assert again.ok and not again.changed and sim.resource_version == rv
+
+
+async def test_copy_secret_overwrites_changed_target_and_refuses_bad_cases(
+    sim: SimCluster, actions: KubeActions
+) -> None:
+    """A stale copy is overwritten; a missing source, a same-name copy and a type clash are refused."""
+    sim.put(o.docker_config_secret("creds", "ci", {"ghcr.io": {"username": "new", "password": "p"}}))
+    sim.put(o.docker_config_secret("creds", NS, {"ghcr.io": {"username": "old", "password": "p"}}))
+    sim.put(o.opaque_secret("plain", NS))
+
+    result = await actions.copy_secret("ci", "creds", NS, "creds", dry_run=False)
+    assert result.ok and "overwrote" in result.message
+    assert secret_creds(sim, "creds", "ghcr.io").username == "new"
+
+    missing = await actions.copy_secret("ci", "nope", NS, "x", dry_run=False)
+    assert not missing.ok and "does not exist" in missing.message
+    same = await actions.copy_secret(NS, "creds", NS, "creds", dry_run=False)
+    assert not same.ok and "same secret" in same.message
+    clash = await actions.copy_secret("ci", "creds", NS, "plain", dry_run=False)
+    assert not clash.ok and "type Opaque" in clash.message
+
+
+# ---- link_secret ----
+
+
+async def test_link_secret_appends_and_is_idempotent(sim: SimCluster, actions: KubeActions) -> None:
+    """Linking appends to imagePullSecrets (keeping existing entries); a repeat changes nothing."""
+    sim.put(o.service_account("builder", NS, ["existing"]))
+    sim.put(o.docker_config_secret("creds", NS, {"ghcr.io": {"username": "u", "password": "p"}}))
+
+    dry = await actions.link_secret(NS, "builder", "creds", dry_run=True)
+    assert dry.ok and dry.dry_run
+    assert sim.get("ServiceAccount", NS, "builder")["imagePullSecrets"] == [{"name": "existing"}]  # type: ignore[index]
+
+    result = await actions.link_secret(NS, "builder", "creds", dry_run=False)
+    assert result.ok and result.changed and "note" not in result.message
+    sa = sim.get("ServiceAccount", NS, "builder")
+    assert sa is not None and sa["imagePullSecrets"] == [{"name": "existing"}, {"name": "creds"}]
+    assert any(m == "PATCH" for m, _ in sim.requests)
+
+    rv = sim.resource_version
+    again = await actions.link_secret(NS, "builder", "creds", dry_run=False)
+    assert again.ok and not again.changed and "already" in again.message
+    assert sim.resource_version == rv
+
+
+async def test_link_secret_to_sa_without_list_and_missing_cases(sim: SimCluster, actions: KubeActions) -> None:
+    """A ServiceAccount without imagePullSecrets gets the list; a missing secret is noted; a missing SA refused."""
+    sim.put(o.service_account("default", NS))
+
+    result = await actions.link_secret(NS, "default", "not-yet", dry_run=False)
+    assert result.ok and "does not exist yet" in result.message
+    assert sim.get("ServiceAccount", NS, "default")["imagePullSecrets"] == [{"name": "not-yet"}]  # type: ignore[index]
+
+    missing = await actions.link_secret(NS, "ghost", "creds", dry_run=False)
+    assert not missing.ok and "does not exist" in missing.message
+
+
+async def test_link_secret_retries_after_concurrent_change(sim: SimCluster, actions: KubeActions) -> None:
+    """A conflicting write between read and patch makes the action read again, not lose either change."""
+    sim.put(o.service_account("default", NS, ["a"]))
+    sim.faults.fail_next(1, status=409, method="PATCH")
+
+    result = await actions.link_secret(NS, "default", "b", dry_run=False)
+
+    assert result.ok
+    assert sim.get("ServiceAccount", NS, "default")["imagePullSecrets"] == [{"name": "a"}, {"name": "b"}]  # type: ignore[index]
+
+
+async def test_missing_namespace_is_named(sim: SimCluster, actions: KubeActions) -> None:
+    """Writing a secret into a namespace that does not exist says so."""
+    sim.put(o.docker_config_secret("creds", "ci", {"ghcr.io": {"username": "u", "password": "p"}}))
+    created = await actions.upsert_pull_secret("nowhere", "creds", "ghcr.io", "u", "p", dry_run=False)
+    copied = await actions.copy_secret("ci", "creds", "nowhere", "creds", dry_run=False)
+    for result in (created, copied):
+        assert not result.ok and "namespace nowhere does not exist" in result.message
