@@ -115,7 +115,7 @@ def _unparsable_setting(error: str) -> str:
         if text[:1] in "{[":
             try:
                 json.loads(text)
-            except ValueError as bad:
+            except json.JSONDecodeError as bad:
                 where = ".".join(name.removeprefix("IMAGEPULL_").lower().split("__"))
                 return f"setting {where} ({name}): not valid JSON ({bad.msg} at character {bad.pos})"
     return f"setting {group or 'unknown'} ({prefix}…): a value could not be parsed"
