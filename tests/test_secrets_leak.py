@@ -11,17 +11,25 @@ import secrets
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
+import aiohttp
 import pytest
 from sqlalchemy import MetaData, select
 from sqlalchemy.engine import make_url
 
+from bot.chatops.port import SecretDefaults
 from bot.logging_setup import configure_logging
 from bot.model import ActionKind, Proposal, ProposalStatus
 from bot.settings import Settings
+from bot.slack.bolt_app import EVENTS_PATH
+from bot.slack.signing import signed_headers
 from bot.store.store import Store
+from handlers.modals import recreate_secret_view
 from testkit.demo import Workload
 from testkit.kube import objects as k8s
+from testkit.oci.docker_registry import free_port
 from testkit.slack.web_api import FakeSlackApi
 from tests.chaos.conftest import BAD_TAG, GOOD_TAG, World, check_invariants, running_bot, wait_for
 from tests.conftest import fresh_pg_database, pg_database_url
@@ -32,6 +40,7 @@ PW_JSON = f"pw-json-{secrets.token_hex(8)}"  # the right password, in a .dockerc
 PW_LEGACY = f"pw-legacy-{secrets.token_hex(8)}"  # a wrong one, in a legacy .dockercfg secret
 PW_AUTH = f"pw-auth-{secrets.token_hex(8)}"  # a wrong one, only in the base64 `auth` field
 DB_PASSWORD = f"dbpw-{secrets.token_hex(8)}"
+PW_TYPED_WRONG = f"pw-typed-{secrets.token_hex(8)}"  # typed into the modal and refused by the registry
 USER = "ci-bot"
 TABLES = {"incidents", "slack_threads", "outbox", "proposals", "audit_log"}
 # Loggers configure_logging pins to WARNING; kubernetes_asyncio.client.rest logs whole response bodies (Secrets
@@ -49,6 +58,7 @@ def _needles() -> dict[str, str]:
         "dockercfg password": PW_LEGACY,
         "auth-field password": PW_AUTH,
         "database password": DB_PASSWORD,
+        "typed wrong password": PW_TYPED_WRONG,
     }.items():
         out[name] = value
         out[f"{name} (base64)"] = base64.b64encode(value.encode()).decode()
@@ -257,3 +267,104 @@ async def _decided(store: Store, proposal_id: int) -> bool:
 async def _idle(store: Store) -> bool:
     counts = await store.outbox_counts()
     return counts.get("pending", 0) == 0
+
+
+def _signed_post(url: str, body: str) -> Any:
+    """POST a body to the Bolt app with Slack's v0 signature made with the known signing secret."""
+    return _post(url, body, signed_headers(body, SIGNING_SECRET))
+
+
+async def _post(url: str, body: str, headers: dict[str, str]) -> int:
+    async with aiohttp.ClientSession() as session, session.post(url, data=body, headers=headers) as answer:
+        return answer.status
+
+
+def _submission(view: dict[str, Any], typed: dict[str, str], user: str) -> str:
+    state = {"values": {block: {"value": {"type": "plain_text_input", "value": v}} for block, v in typed.items()}}
+    payload = {"type": "view_submission", "team": {"id": "T0LEAK"}, "user": {"id": user}, "api_app_id": "A0LEAK"}
+    payload["view"] = {**view, "id": "V0LEAK", "state": state}
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def _approve_click(proposal_id: int, user: str, channel: str) -> str:
+    payload = {
+        "type": "block_actions",
+        "team": {"id": "T0LEAK"},
+        "user": {"id": user},
+        "api_app_id": "A0LEAK",
+        "trigger_id": "1.1.1",
+        "channel": {"id": channel},
+        "container": {"type": "message", "message_ts": "1.000001", "channel_id": channel},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": "imagepull:approve",
+                "block_id": "b",
+                "value": json.dumps({"proposal": proposal_id}),
+                "action_ts": "1",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+async def test_typed_credentials_through_the_real_slack_app_never_leak(
+    leak_world: World, captured_logs: _Capture, leak_db: str
+) -> None:
+    """Registry credentials typed into the recreate-secret modal of the real Bolt app (signed HTTP requests): a wrong
+    password is refused, the right one is proposed, approved by a click and written into the Secret; neither ever
+    reaches Slack, SQL or a log line, nor do the signing secret and the bot token."""
+    world = leak_world
+    _seed(world)
+    requester, approver = "U0LEAKREQ", "U0LEAKOK"
+    data = world.settings_data(log_level="DEBUG")
+    data["slack"].update(
+        bot_token=SLACK_TOKEN, signing_secret=SIGNING_SECRET, mode="http", http_host="127.0.0.1", http_port=free_port()
+    )
+    data["access"] = {"grants": {requester: ["team-c:recreate_secret"], approver: ["team-c:recreate_secret"]}}
+    settings = Settings.model_validate(data)
+    url = f"http://127.0.0.1:{settings.slack.http_port}{EVENTS_PATH}"
+    slack = world.slack
+    channel = settings.slack.default_channel
+    image = world.image("team-c", "app", GOOD_TAG)
+    async with running_bot(settings) as runner:
+        store = runner.bot.store
+        await wait_for(lambda: _posted(world, store, 3), 20, "three incidents posted")
+        view = recreate_secret_view(SecretDefaults(world.name, "team-c", image=image), channel)
+        typed = {"secret": "regcred", "source": "", "server": world.host, "username": USER, "image": image}
+        assert await _signed_post(url, _submission(view, {**typed, "password": PW_TYPED_WRONG}, requester)) == 200
+        await wait_for(_audited(store, "proposal.refused"), 20, "the wrong password refused and audited")
+        assert await _signed_post(url, _submission(view, {**typed, "password": PW_JSON}, requester)) == 200
+        await wait_for(lambda: _pending(store), 20, "the right password proposed")
+        (proposal,) = await store.pending_proposals()
+        assert proposal.id is not None
+        forged = _approve_click(proposal.id, approver, channel)
+        assert await _post(url, forged, signed_headers(forged, "not-the-signing-secret")) == 401
+        assert await _signed_post(url, _approve_click(proposal.id, approver, channel)) == 200
+        await wait_for(lambda: _decided(store, proposal.id or 0), 20, "the approved recreate-secret ran")
+        written = world.cluster.get("Secret", "team-c", "regcred")
+        assert written is not None
+        assert PW_JSON in base64.b64decode(written["data"][".dockerconfigjson"]).decode()
+        await wait_for(lambda: _idle(store), 20, "outbox idle")
+        assert runner.failed() is None
+        leaks: list[str] = []
+        for call in slack.calls:
+            leaks += _leaks(f"Slack call {call.method}", json.dumps(call.payload, default=str))
+        for m in slack.messages + slack.ephemerals:
+            leaks += _leaks("a Slack message", json.dumps([m.text, m.blocks, m.metadata], default=str))
+        for table, row in await _dump_tables(store):
+            leaks += _leaks(f"table {table}", row)
+        for line in captured_logs.lines:
+            leaks += _leaks(f"log line {line[:120]!r}", line)
+        assert not leaks, "\n".join(sorted(set(leaks)))
+
+
+def _audited(store: Store, action: str) -> Any:
+    async def seen() -> bool:
+        return any(r.entry.action == action for r in await store.list_audit(limit=200))
+
+    return seen
+
+
+async def _pending(store: Store) -> bool:
+    return bool(await store.pending_proposals())

@@ -42,6 +42,11 @@ def _start(world: World, tmp_path: Path, processes: list[BotProcess], n: int, **
     return proc
 
 
+async def _open_workloads(world: World, store: Store) -> set[str]:
+    incidents = await store.recent_incidents(limit=1000, cluster=world.name)
+    return {i.workload.name for i in incidents if i.resolved_at is None}
+
+
 def _log(tmp_path: Path) -> str:
     return "\n".join(p.read_text(errors="replace")[-3000:] for p in sorted(tmp_path.glob("bot-*.log")))
 
@@ -56,23 +61,30 @@ async def test_sigkill_after_the_parent_and_after_a_reply(
     world.fail("billing", "ledger")
     slack.crash_after_send("chat.postMessage", times=1)  # Slack keeps the first parent, the bot hears a 500
 
-    first = _start(world, tmp_path, processes, 1)
-    await wait_for(_has(lambda: len(world.parents()) >= 1), STEP_S, "a parent posted by process 1")
-    first.kill()  # the parent is in Slack; the bot's row is claimed or marked for retry, not sent
-    assert world.parent_keys(), "the parent carries its incident key"
-
-    world.fix("shop", "api")  # recovers while no bot runs
-    world.fail("web", "frontend")  # fails while no bot runs
-
-    second = _start(world, tmp_path, processes, 2)
-    replies_before = _replies(world)
-    await wait_for(
-        _has(lambda: _replies(world) > replies_before), STEP_S, lambda: f"a reply by process 2\n{_log(tmp_path)}"
-    )
-    second.kill()  # right after a reply reached Slack, perhaps before the row was marked sent
-
+    await upgrade(chaos_db)
     store = await Store.open(chaos_db)
     try:
+        first = _start(world, tmp_path, processes, 1)
+
+        async def api_stored_and_a_parent_posted() -> bool:
+            # The test relies on process 1 having stored the api incident before it dies: api is fixed while no bot
+            # runs, and only a stored incident can be resolved by the next process's reconcile.
+            return len(world.parents()) >= 1 and "api" in await _open_workloads(world, store)
+
+        await wait_for(api_stored_and_a_parent_posted, STEP_S, lambda: f"api stored, a parent posted\n{_log(tmp_path)}")
+        first.kill()  # a parent is in Slack; a row is claimed or marked for retry, not sent
+        assert world.parent_keys(), "the parent carries its incident key"
+
+        world.fix("shop", "api")  # recovers while no bot runs
+        world.fail("web", "frontend")  # fails while no bot runs
+
+        second = _start(world, tmp_path, processes, 2)
+        replies_before = _replies(world)
+        await wait_for(
+            _has(lambda: _replies(world) > replies_before), STEP_S, lambda: f"a reply by process 2\n{_log(tmp_path)}"
+        )
+        second.kill()  # right after a reply reached Slack, perhaps before the row was marked sent
+
         await audit(store, "chaos.between_kills", "process-2")
         third = _start(world, tmp_path, processes, 3)
         await wait_for(
