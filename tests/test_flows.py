@@ -31,6 +31,7 @@ from tests.handlers.conftest import (  # noqa: F401 - fixtures used by name
     store_incident,
     world,
 )
+from tests.store import queries
 
 WHERE = Where(CHANNEL)
 
@@ -44,7 +45,7 @@ async def audit_actions(w: World) -> list[str]:
 
 
 async def outbox_texts(w: World) -> list[str]:
-    return [m.text for m in await w.store.pending_outbox(limit=1000)]
+    return [m.text for m in await queries.pending_outbox(w.store, limit=1000)]
 
 
 async def propose_delete(w: World, actor: str = REQUESTER) -> tuple[str, int]:
@@ -185,7 +186,7 @@ async def test_request_for_another_cluster_is_answered_by_that_clusters_bot(worl
         assert reply.ok and "edge" in reply.text
         assert await w.flows.run_executor_once() == 0
         assert await edge.run_executor_once() == 1
-        (answer,) = [m for m in await w.store.pending_outbox() if m.kind is OutboxKind.EPHEMERAL]
+        (answer,) = [m for m in await queries.pending_outbox(w.store) if m.kind is OutboxKind.EPHEMERAL]
         assert answer.user == REQUESTER and answer.channel == CHANNEL
         assert "Diagnosis: repo_not_found" in answer.text
         assert await audit_actions(w) == ["request.forwarded", "request.answered"]
@@ -314,7 +315,7 @@ async def test_diagnose_scan_and_rediagnose(world: World) -> None:
     incident = await store_incident(w, pod, image=image(w))
     reply = await w.flows.button(ActionKind.REDIAGNOSE, incident.key, Actor(REQUESTER), WHERE)
     assert reply.ok
-    kinds = {m.kind for m in await w.store.pending_outbox() if m.incident_key == incident.key}
+    kinds = {m.kind for m in await queries.pending_outbox(w.store) if m.incident_key == incident.key}
     assert kinds == {OutboxKind.REPLY, OutboxKind.UPDATE_PARENT}
 
 
@@ -330,7 +331,7 @@ async def test_fix_follow_up_rediagnoses_in_the_thread(world: World) -> None:
     assert proposal.incident_key == incident.key
     await w.flows.approve(proposal.id or 0, Actor(ADMIN))
     await w.flows.run_executor_once()
-    rows = [m for m in await w.store.pending_outbox(limit=100) if m.incident_key == incident.key]
+    rows = [m for m in await queries.pending_outbox(w.store, limit=100) if m.incident_key == incident.key]
     dedups = [m.dedup_key for m in rows]
     assert any(d.endswith(":approval") for d in dedups) and any(d.endswith(":result") for d in dedups)
     assert any(":followup" in d for d in dedups)

@@ -16,6 +16,7 @@ from bot.pipeline import Pipeline
 from bot.slack.render import SlackRenderer
 from bot.store.migrate import upgrade
 from bot.store.store import Store
+from tests.store import queries
 
 
 def failure(pod: str, workload: str = "api") -> PullFailure:
@@ -45,7 +46,7 @@ async def test_pods_joining_an_incident_are_saved_at_the_tick(tmp_path: Path) ->
         await pipeline.on_failure(failure("api-0"))
         (incident,) = await store.open_incidents("prod")
         assert incident.pods == ("api-0",)
-        assert [m.kind for m in await store.pending_outbox()] == [OutboxKind.POST_PARENT, OutboxKind.REPLY]
+        assert [m.kind for m in await queries.pending_outbox(store)] == [OutboxKind.POST_PARENT, OutboxKind.REPLY]
         saved = pipeline.stats.changes_saved
         for i in range(1, 51):
             await pipeline.on_failure(failure(f"api-{i}"))
@@ -54,7 +55,7 @@ async def test_pods_joining_an_incident_are_saved_at_the_tick(tmp_path: Path) ->
         assert pipeline.stats.changes_saved == saved + 1
         stored = await store.get_incident(incident.key)
         assert stored is not None and len(stored.pods) == 51 and stored.pods_seen == 51
-        assert len(await store.pending_outbox()) == 2
+        assert len(await queries.pending_outbox(store)) == 2
     finally:
         await store.close()
 

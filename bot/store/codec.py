@@ -10,13 +10,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from bot.model import ActionKind, Cause, Diagnosis, Evidence, Facts, FixCommand
 
 FORMAT_VERSION = 1
 
 JSONValue = Any  # what json.dumps accepts: dict, list, str, int, float, bool, None
+_E = TypeVar("_E", bound=Enum)
 
 
 def _str(obj: Mapping[str, Any], key: str, default: str = "") -> str:
@@ -46,6 +48,14 @@ def _list(obj: Mapping[str, Any], key: str) -> list[Any]:
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
+
+
+def enum_or(enum_type: type[_E], value: Any, default: _E) -> _E:
+    """Decode a stored enum value; anything unknown is `default`."""
+    try:
+        return enum_type(value)
+    except ValueError:
+        return default
 
 
 def cause_from_json(value: Any) -> Cause:

@@ -48,6 +48,11 @@ def as_utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def opt_utc(value: datetime | None) -> datetime | None:
+    """`as_utc`, letting None through."""
+    return None if value is None else as_utc(value)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC timestamp on every backend (SQLite returns naive values: they are UTC)."""
 

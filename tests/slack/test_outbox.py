@@ -13,6 +13,7 @@ from bot.slack.outbox import PARENT_EVENT, OutboxWorker
 from bot.store.store import Store
 from testkit.slack.web_api import FakeSlackApi
 from tests.slack.conftest import CHANNEL, incident, open_incident, rows
+from tests.store import queries
 
 
 def worker(store: Store, client: AsyncWebClient, name: str = "w1", **kw: object) -> OutboxWorker:
@@ -103,7 +104,7 @@ async def test_server_errors_are_retried(store: Store, client: AsyncWebClient, f
     await w.drain(10)
     assert len(fake.threads()) == 1
     assert w.retries == 2
-    assert await store.outbox_status(1) == "sent"
+    assert await queries.outbox_status(store, 1) == "sent"
 
 
 async def test_crash_after_send_makes_no_second_thread(
@@ -181,7 +182,7 @@ async def test_permanent_error_marks_the_row_failed(store: Store, client: AsyncW
     w = worker(store, client)
     await w.drain(5)
     assert w.failures == 1
-    assert await store.outbox_status(1) == "failed"
+    assert await queries.outbox_status(store, 1) == "failed"
     assert fake.threads() == []
     async with store.engine.connect() as conn:
         from sqlalchemy import text
@@ -197,7 +198,7 @@ async def test_invalid_token_fails_without_leaking_it(store: Store, fake: FakeSl
     await open_incident(store, "k1", ("parent",))
     w = worker(store, bad)
     await w.drain(5)
-    assert await store.outbox_status(1) == "failed"
+    assert await queries.outbox_status(store, 1) == "failed"
     async with store.engine.connect() as conn:
         from sqlalchemy import text
 
@@ -212,7 +213,7 @@ async def test_retries_stop_after_max_attempts(store: Store, client: AsyncWebCli
     await open_incident(store, "k1", ("parent",))
     w = worker(store, client, max_attempts=3)
     await w.drain(10)
-    assert await store.outbox_status(1) == "failed"
+    assert await queries.outbox_status(store, 1) == "failed"
     assert w.failures == 1
 
 

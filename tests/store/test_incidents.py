@@ -8,6 +8,7 @@ from datetime import UTC, timedelta
 
 from bot.model import Cause, IncidentScope, IncidentStatus, OutboxKind
 from bot.store.store import Store
+from tests.store import queries
 from tests.store.conftest import OpenStore
 from tests.store.factories import T0, incident, message
 
@@ -30,7 +31,7 @@ async def test_round_trip_keeps_every_field(store: Store) -> None:
     assert loaded == dataclasses.replace(original, id=saved.id)
     assert loaded is not None and loaded.first_seen is not None
     assert loaded.first_seen.tzinfo is not None and loaded.first_seen.utcoffset() == timedelta(0)
-    assert await store.get_incident_by_id(saved.id) == loaded
+    assert await queries.get_incident_by_id(store, saved.id) == loaded
     assert await store.get_incident("no-such-key") is None
 
 
@@ -70,7 +71,7 @@ async def test_set_thread_is_idempotent_and_records_threads(store: Store) -> Non
     await store.save_incident(incident())
     assert await store.set_thread(incident().key, "C0ALERTS", "1.1")
     assert await store.set_thread(incident().key, "C0ALERTS", "1.1")
-    assert await store.incident_threads(incident().key) == [("C0ALERTS", "1.1")]
+    assert await queries.incident_threads(store, incident().key) == [("C0ALERTS", "1.1")]
     assert not await store.set_thread("missing", "C0ALERTS", "1.2")
 
 
@@ -80,7 +81,7 @@ async def test_save_enqueues_outbox_in_the_same_call(store: Store) -> None:
     writes = [message(key, 0, OutboxKind.POST_PARENT), message(key, 1)]
     await store.save_incident(incident(), writes)
     await store.save_incident(incident(), writes)
-    pending = await store.pending_outbox()
+    pending = await queries.pending_outbox(store)
     assert [m.dedup_key for m in pending] == [w.dedup_key for w in writes]
 
 
@@ -105,7 +106,7 @@ async def test_count_incidents_by_status_and_cause(store: Store) -> None:
     await store.save_incident(incident("a"))
     await store.save_incident(incident("b"))
     await store.save_incident(incident("c", cause=Cause.RATE_LIMITED, status=IncidentStatus.RESOLVED))
-    assert await store.count_incidents() == {
+    assert await queries.count_incidents(store) == {
         (IncidentStatus.OPEN, Cause.PULL_SECRET_WRONG_REGISTRY): 2,
         (IncidentStatus.RESOLVED, Cause.RATE_LIMITED): 1,
     }

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from bot.model import OutboxKind
 from bot.store.store import Store, utcnow
+from tests.store import queries
 from tests.store.conftest import OpenStore
 from tests.store.factories import incident, message
 
@@ -16,7 +17,7 @@ async def test_enqueue_is_idempotent_by_dedup_key(store: Store) -> None:
     batch = [message("i1", n) for n in range(3)]
     assert await store.enqueue(batch) == 3
     assert await store.enqueue([*batch, message("i1", 3)]) == 1
-    assert [m.text for m in await store.pending_outbox()] == ["message 0", "message 1", "message 2", "message 3"]
+    assert [m.text for m in await queries.pending_outbox(store)] == ["message 0", "message 1", "message 2", "message 3"]
     assert await store.outbox_counts() == {"pending": 4, "sent": 0, "failed": 0}
     assert await store.enqueue([message("i9", 0), message("i9", 0)]) == 1  # duplicates within one batch too
     assert await store.enqueue([]) == 0
@@ -27,23 +28,23 @@ async def test_pending_rows_round_trip_in_id_order(store: Store) -> None:
     ephemeral = message("i2", 0, OutboxKind.EPHEMERAL)
     ephemeral = type(ephemeral)(**{**{f: getattr(ephemeral, f) for f in ephemeral.__slots__}, "user": "U9"})
     await store.enqueue([message("i1", 0, OutboxKind.POST_PARENT), ephemeral, message("i1", 1)])
-    rows = await store.pending_outbox()
+    rows = await queries.pending_outbox(store)
     assert [r.id for r in rows] == sorted(r.id for r in rows if r.id is not None)
     assert [r.kind for r in rows] == [OutboxKind.POST_PARENT, OutboxKind.EPHEMERAL, OutboxKind.REPLY]
     assert rows[1].user == "U9" and rows[0].blocks == message("i1", 0).blocks
-    assert len(await store.pending_outbox(limit=2)) == 2
+    assert len(await queries.pending_outbox(store, limit=2)) == 2
 
 
 async def test_retry_waits_until_not_before_and_counts_attempts(store: Store) -> None:
     """A retried row is hidden until its time, counts one attempt, and never stores a token in the error."""
     await store.enqueue([message("i1", 0)])
-    (row,) = await store.pending_outbox()
+    (row,) = await queries.pending_outbox(store)
     assert row.id is not None
     now = utcnow()
     error = "slack said 500 for Authorization: Bearer xoxb-1234567890-abcdefghijkl"
     assert await store.mark_outbox_retry(row.id, now + timedelta(seconds=30), error)
-    assert await store.pending_outbox(now=now) == []
-    assert [r.id for r in await store.pending_outbox(now=now + timedelta(seconds=31))] == [row.id]
+    assert await queries.pending_outbox(store, now=now) == []
+    assert [r.id for r in await queries.pending_outbox(store, now=now + timedelta(seconds=31))] == [row.id]
     assert await store.outbox_attempts(row.id) == 1
     async with store.engine.connect() as conn:
         from sqlalchemy import text
@@ -55,13 +56,13 @@ async def test_retry_waits_until_not_before_and_counts_attempts(store: Store) ->
 async def test_failed_and_sent_rows_leave_the_queue(store: Store) -> None:
     """Sent and failed rows are no longer pending; counts reflect them."""
     await store.enqueue([message("i1", 0), message("i1", 1)])
-    first, second = await store.pending_outbox()
+    first, second = await queries.pending_outbox(store)
     assert first.id is not None and second.id is not None
     assert await store.mark_outbox_sent(first.id, "1.0001")
     assert await store.mark_outbox_failed(second.id, "channel_not_found")
-    assert await store.pending_outbox() == []
+    assert await queries.pending_outbox(store) == []
     assert await store.outbox_counts() == {"pending": 0, "sent": 1, "failed": 1}
-    assert await store.outbox_status(second.id) == "failed"
+    assert await queries.outbox_status(store, second.id) == "failed"
     assert await store.outbox_attempts(second.id) == 1
     assert await store.outbox_attempts(999) is None
     assert not await store.mark_outbox_sent(999, "1.0")
@@ -71,7 +72,7 @@ async def test_sent_parent_records_the_incident_thread(store: Store) -> None:
     """Marking a POST_PARENT sent stores its ts as the incident's thread, in the same transaction."""
     key = incident().key
     await store.save_incident(incident(), [message(key, 0, OutboxKind.POST_PARENT, channel="C0ALERTS")])
-    (parent,) = await store.pending_outbox()
+    (parent,) = await queries.pending_outbox(store)
     assert parent.id is not None
     await store.mark_outbox_sent(parent.id, "1700000000.000200")
     loaded = await store.get_incident(key)
@@ -124,7 +125,7 @@ async def test_an_expired_lease_is_claimable_again(store: Store) -> None:
     now = utcnow()
     (row,) = await store.claim_outbox(5, "w1", lease_s=30, now=now)
     assert await store.claim_outbox(5, "w2", lease_s=30, now=now + timedelta(seconds=10)) == []
-    assert await store.pending_outbox(now=now + timedelta(seconds=10)) == []
+    assert await queries.pending_outbox(store, now=now + timedelta(seconds=10)) == []
     assert row.id is not None and await store.outbox_attempts(row.id) == 0
     again = await store.claim_outbox(5, "w2", lease_s=30, now=now + timedelta(seconds=31))
     assert [m.id for m in again] == [row.id]
