@@ -132,7 +132,7 @@ async def test_a_failed_save_is_retried_until_the_database_answers(tmp_path: Pat
         await pipeline.on_failure(failure("api-0"))
         assert flaky.attempts == 4
         (incident,) = await store.open_incidents("prod")
-        assert [m.kind for m in await store.pending_outbox()] == [OutboxKind.POST_PARENT, OutboxKind.REPLY]
+        assert [m.kind for m in await queries.pending_outbox(store)] == [OutboxKind.POST_PARENT, OutboxKind.REPLY]
         assert incident.pods == ("api-0",)
     finally:
         await store.close()
