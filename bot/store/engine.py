@@ -15,6 +15,7 @@ Every repository (incidents_repo, outbox_repo, proposals_repo, audit_repo) runs 
 from __future__ import annotations
 
 import asyncio
+import time
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -122,9 +123,19 @@ class Database:
         async with self._read_engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
-    async def close(self) -> None:
-        """Close every pooled connection."""
-        await self.engine.dispose()
+    async def close(self, drain_s: float = 5.0) -> None:
+        """Close every pooled connection, after waiting up to `drain_s` for connections still in use to come back.
+
+        A Slack listener runs after its ack as a task nobody awaits; closing the pool under its feet would leave its
+        connection to be garbage-collected unclosed (aiosqlite's thread then calls into a closed loop)."""
+        deadline = time.monotonic() + drain_s
+        while self._checked_out() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await self.engine.dispose()  # the read engine shares this pool
+
+    def _checked_out(self) -> int:
+        checkedout = getattr(self.engine.pool, "checkedout", None)  # NullPool and StaticPool have no count
+        return int(checkedout()) if callable(checkedout) else 0
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """Tell whether the database answers `SELECT 1` within `timeout` seconds."""
