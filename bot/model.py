@@ -254,6 +254,7 @@ class ProbeResult:
     nearest_tags: tuple[str, ...] = ()
     ratelimit_limit: str | None = None
     ratelimit_remaining: str | None = None
+    digest: str | None = None  # Docker-Content-Digest of the manifest or index the reference resolves to now
     elapsed_ms: float = 0.0
     cached: bool = False
 

@@ -93,6 +93,7 @@ class _State:
     nearest: tuple[str, ...] = ()
     ratelimit_limit: str | None = None
     ratelimit_remaining: str | None = None
+    digest: str | None = None
     step: str = "ping"
     secrets: list[str] = field(default_factory=list)
 
@@ -287,6 +288,7 @@ class RegistryProber:
             nearest_tags=state.nearest,
             ratelimit_limit=state.ratelimit_limit,
             ratelimit_remaining=state.ratelimit_remaining,
+            digest=state.digest,
             elapsed_ms=round(elapsed_ms, 1),
         )
         log.info(
@@ -332,6 +334,8 @@ class RegistryProber:
         state.step = "manifest"
         url = talk.base / "v2" / ref.repository / "manifests" / ref.reference
         answer = await talk.request("HEAD", url, MANIFEST_ACCEPT)
+        if answer.status == 200:
+            state.digest = answer.headers.get("Docker-Content-Digest") or None
         media_type = (answer.headers.get("Content-Type") or "").split(";")[0].strip()
         is_index = media_type in INDEX_TYPES
         # HEAD carries no error body: GET to read the error code (an error answer is not a pull).
