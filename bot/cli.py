@@ -48,6 +48,10 @@ def _parser(plugins: Mapping[str, PluginCommand]) -> argparse.ArgumentParser:
     diag = sub.add_parser("diagnose", help="print the diagnosis of one pod using the current kubeconfig")
     diag.add_argument("target", metavar="NS/POD", help="namespace and pod, e.g. shop/api-7d9c-x2x")
     diag.add_argument("--json", action="store_true", help="print JSON instead of text")
+    scan = sub.add_parser("scan", help="find latent pull failures of every workload (what the NEXT pod would hit)")
+    scan.add_argument("--deep", action="store_true", required=True, help="check every workload against its registry")
+    scan.add_argument("--namespace", "-n", help="only this namespace")
+    scan.add_argument("--json", action="store_true", help="print one JSON object per finding, then a summary")
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_sub.add_parser("upgrade", help="apply Alembic migrations up to the newest (safe to repeat)")
@@ -196,6 +200,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             if not slash or not namespace or not pod:
                 raise ConfigError(f"diagnose: expected NS/POD, got {args.target!r}")
             return await commands.diagnose(settings, namespace, pod, as_json=args.json)
+        case "scan":
+            return await commands.scan(settings, args.namespace, as_json=args.json)
         case "db":
             return await commands.db_upgrade(settings)
         case "audit" if args.audit_command == "verify":

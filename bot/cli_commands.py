@@ -60,6 +60,47 @@ async def diagnose(settings: Settings, namespace: str, pod: str, *, as_json: boo
     return 0
 
 
+async def scan(settings: Settings, namespace: str | None, *, as_json: bool) -> int:
+    """The latent-failure scan (`bot.prevention`): exit 0 when nothing is at risk, 1 when something is."""
+    from bot.kube.client import load_api_client
+    from bot.prevention.scanner import LatentScanner
+    from bot.registry.probe import RegistryProber
+
+    api = await load_api_client(settings.kube)
+    prober = RegistryProber(settings.registry)
+    try:
+        report = await LatentScanner(api, prober, exclude_namespaces=settings.kube.exclude_namespaces).scan(namespace)
+    finally:
+        await prober.close()
+        await api.close()
+    summary = {
+        "workloads": report.workloads,
+        "images": report.images,
+        "registry_checks": report.checks,
+        "findings": report.by_risk(),
+        "could_not_read": report.could_not_read,
+        "seconds": report.seconds,
+    }
+    if as_json:
+        for f in report.findings:
+            print(json.dumps({"risk": f.risk.value, **{k: v for k, v in asdict(f).items() if k != "risk"}}))
+        print(json.dumps(summary))
+    else:
+        for f in report.findings:
+            print(f"{f.risk.value:<22} {f.namespace}/{f.workload} container {f.container} ({f.image})")
+            print(f"    {f.detail}")
+            if f.fix:
+                print(f"    fix: {f.fix}")
+        for line in report.could_not_read:
+            print(f"could not check: {line}")
+        at_risk = len({(f.namespace, f.workload) for f in report.findings})
+        print(
+            f"{report.workloads} workloads, {report.images} images, {report.checks} registry checks: "
+            f"{at_risk} workloads at risk in {report.seconds:.1f}s"
+        )
+    return 1 if report.findings else 0
+
+
 async def db_upgrade(settings: Settings) -> int:
     """Apply migrations up to head."""
     from bot.store.migrate import upgrade

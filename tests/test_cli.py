@@ -18,7 +18,7 @@ from testkit.oci.simregistry import SimRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = [[], ["run"], ["demo"], ["diagnose"], ["db"], ["db", "upgrade"], ["audit"], ["audit", "verify"]]
-COMMANDS += [["audit", "list"], ["sim"]]
+COMMANDS += [["audit", "list"], ["sim"], ["scan"]]
 
 
 def env(**settings: str) -> dict[str, str]:
@@ -275,3 +275,27 @@ def test_sim_with_a_file_that_is_not_objects_is_one_line(tmp_path: Path) -> None
     result = cli("sim", "--objects", str(bad), "--kubeconfig", str(tmp_path / "k"), cwd=tmp_path)
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "metadata.name" in result.stderr
+
+
+async def test_scan_deep_reports_a_tag_that_retention_deleted(
+    sim: SimCluster, registry: tuple[SimRegistry, str], tmp_path: Path
+) -> None:
+    """`imagepull-doctor scan --deep`: a running Deployment whose tag is gone is at risk (exit 1), in text and JSON."""
+    reg, host = registry
+    reg.add_image("shop/api", "1.6.0")
+    sim.put(k8s.node("node-a", arch="amd64"))
+    sim.put(k8s.service_account("default", "shop"))
+    deploy = k8s.deployment("api", "shop", f"{host}/shop/api:1.5.0", 1)
+    rs = k8s.replicaset(deploy)
+    for obj in (deploy, rs, k8s.set_running(k8s.pod_for(rs, 0, node_name="node-a"), "api")):
+        sim.put(obj)
+    settings = {
+        "IMAGEPULL_KUBE__KUBECONFIG": str(sim.write_kubeconfig(tmp_path / "kubeconfig")),
+        "IMAGEPULL_REGISTRY__INSECURE_REGISTRIES": f'["{host}"]',
+    }
+    code, out, err = await acli("scan", "--deep", cwd=tmp_path, **settings)
+    assert code == 1, err
+    assert "tag_gone" in out and "shop/deployment/api" in out and "1 workloads at risk" in out
+    code, out, err = await acli("scan", "--deep", "--json", "-n", "shop", cwd=tmp_path, **settings)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 1 and lines[0]["risk"] == "tag_gone" and lines[-1]["findings"] == {"tag_gone": 1}
