@@ -44,6 +44,7 @@ MANIFEST_TYPES = frozenset(
 MANIFEST_ACCEPT = ", ".join(sorted(INDEX_TYPES | MANIFEST_TYPES))
 TAG_PAGES_MAX = 10
 TAGS_MAX = 10_000
+PING_TTL_S = 60.0  # how long a registry's /v2/ answer (its auth challenge) is reused
 BODY_MAX = 4 * 1024 * 1024
 _NEXT_LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
@@ -210,6 +211,9 @@ class RegistryProber:
         self._cache: CoalescingCache[tuple[str, str, str, str], ProbeResult] = CoalescingCache(settings.cache_ttl_s)
         self._insecure = frozenset(imageref.registry_key(h) for h in settings.insecure_registries)
         self._no_probe = frozenset(imageref.registry_key(h) for h in settings.no_probe_registries)
+        # What each registry's /v2/ answered lately: its auth challenge, or None when it needs none. A scan asks one
+        # registry about hundreds of images; the challenge does not change between them.
+        self._pings: dict[str, tuple[float, auth.Challenge | None]] = {}
         self._ssl_context: ssl.SSLContext | None = None
         if settings.ca_file is not None:
             self._ssl_context = ssl.create_default_context()
@@ -309,17 +313,25 @@ class RegistryProber:
         base = self._base_url(ref.registry)
         ssl_context = self._ssl_context if base.scheme == "https" else None
         talk = _Conversation(self._session_for_use(), base, ref.repository, credentials, ssl_context, state)
-        await self._ping(talk)
+        await self._ping(talk, ref.registry)
         await self._manifest(talk, ref, node_platform)
         if state.outcome == ProbeOutcome.MANIFEST_UNKNOWN and ref.digest is None:
             await self._tags(talk, ref)
 
-    async def _ping(self, talk: _Conversation) -> None:
+    async def _ping(self, talk: _Conversation, registry: str) -> None:
         talk.state.step = "ping"
+        known = self._pings.get(registry)
+        if known is not None and time.monotonic() < known[0]:
+            if known[1] is not None:
+                await talk.authenticate(known[1])
+            return
         answer = await talk.send("GET", talk.base / "v2/", None)
+        if answer.status == 200:
+            self._pings[registry] = (time.monotonic() + PING_TTL_S, None)
         if answer.status == 401:
             challenge = auth.parse_challenge(answer.headers.get("WWW-Authenticate"))
             if challenge is not None:
+                self._pings[registry] = (time.monotonic() + PING_TTL_S, challenge)
                 await talk.authenticate(challenge)
         elif answer.status >= 300:
             code, message = errors.parse_error_body(answer.body.decode("utf-8", "replace"))
@@ -333,16 +345,19 @@ class RegistryProber:
         state = talk.state
         state.step = "manifest"
         url = talk.base / "v2" / ref.repository / "manifests" / ref.reference
-        answer = await talk.request("HEAD", url, MANIFEST_ACCEPT)
+        # On Docker Hub a manifest GET counts as a pull, so HEAD comes first there; elsewhere, when the platform
+        # matters, one GET answers both whether the reference exists and which platforms it offers.
+        direct = node_platform is not None and ref.registry != "docker.io"
+        answer = await talk.request("GET" if direct else "HEAD", url, MANIFEST_ACCEPT)
         if answer.status == 200:
             state.digest = answer.headers.get("Docker-Content-Digest") or None
         media_type = (answer.headers.get("Content-Type") or "").split(";")[0].strip()
         is_index = media_type in INDEX_TYPES
         # HEAD carries no error body: GET to read the error code (an error answer is not a pull).
         useful = answer.status == 200 and media_type in INDEX_TYPES | MANIFEST_TYPES
-        # On Docker Hub a manifest GET counts as a pull: read an index only when the node's platform is known.
+        # Read an index on Docker Hub only when the node's platform is known.
         read_index = is_index and answer.status == 200 and (node_platform is not None or ref.registry != "docker.io")
-        if not useful or read_index:
+        if not direct and (not useful or read_index):
             answer = await talk.request("GET", url, MANIFEST_ACCEPT)
             media_type = (answer.headers.get("Content-Type") or "").split(";")[0].strip()
         state.http_status = answer.status

@@ -83,3 +83,13 @@ def test_help_exits_cleanly(module: str) -> None:
     )
     assert done.returncode == 0
     assert module in done.stdout
+
+
+@pytest.mark.integration
+def test_preflight_finds_every_seeded_latent_failure() -> None:
+    if shutil.which("docker-registry") is None or shutil.which("htpasswd") is None:
+        pytest.skip("docker-registry and htpasswd are needed (apt-get install docker-registry apache2-utils)")
+    result = _run("bench.preflight", "--workloads", "60", "--images", "20", "--seeded-per-kind", "1", timeout=180)
+    assert set(result) >= {"workloads", "images", "seeded", "found", "false_positives", "registry_requests", "seconds"}
+    assert result["seeded"] == 8 and result["found"] == 8 and result["false_positives"] == 0, result
+    assert result["registry_requests"] <= 2 * result["images"]
