@@ -51,7 +51,7 @@ TYPED_VERBS: tuple[Verb, ...] = (
 
 USAGE: dict[Verb, str] = {
     Verb.DIAGNOSE: "/imagepull diagnose <namespace>/<pod> | <pod> -n <namespace> | deploy/<name> -n <namespace>",
-    Verb.SCAN: "/imagepull scan [<namespace>]",
+    Verb.SCAN: "/imagepull scan [--deep] [<namespace>]",
     Verb.RECREATE_SECRET: "/imagepull recreate-secret <namespace>/<secret> [--from <namespace>/<secret>]"
     " [--server <host[:port]>]",
     Verb.DELETE_POD: "/imagepull delete-pod <namespace>/<pod>",
@@ -88,13 +88,14 @@ class Command:
     server: str | None = None  # recreate-secret --server
     cluster: str | None = None
     incident: str | None = None  # set by buttons, never by typed text
+    deep: bool = False  # scan --deep: the latent-failure scan of every workload
 
     def to_params(self) -> dict[str, str]:
         """The command as flat strings (for a forwarded request row); None fields are left out."""
         out: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is not None:
+            if value is not None and value is not False:
                 out[f"cmd_{f.name}"] = str(value)
         return out
 
@@ -105,7 +106,7 @@ class Command:
         for f in fields(cls):
             key = f"cmd_{f.name}"
             if key in params:
-                values[f.name] = params[key]
+                values[f.name] = params[key] == "True" if f.name == "deep" else params[key]
         values["verb"] = Verb(str(values.get("verb", "")))
         return cls(**values)  # type: ignore[arg-type]
 
@@ -197,6 +198,7 @@ class _Args:
     flags: dict[str, str]
 
 
+_SWITCHES = {"--deep": "deep"}  # options without a value
 _FLAG_ALIASES = {
     "-n": "namespace",
     "--namespace": "namespace",
@@ -211,7 +213,14 @@ def _split(tokens: list[str], usage: str, allowed: frozenset[str]) -> _Args:
     i = 0
     while i < len(tokens):
         token = tokens[i]
-        if token.startswith("-"):
+        if token in _SWITCHES:
+            switch = _SWITCHES[token]
+            if switch not in allowed:
+                raise ParseError(f"unknown option {token!r} for this command.", usage)
+            if switch in args.flags:
+                raise ParseError(f"option {token} given twice.", usage)
+            args.flags[switch] = "yes"
+        elif token.startswith("-"):
             flag, eq, inline = token.partition("=")
             name = _FLAG_ALIASES.get(flag)
             if name is None or name not in allowed:
@@ -298,13 +307,13 @@ def parse(text: str) -> Command:
             _count(args, 0, usage)
             return Command(verb, cluster=_cluster(args, usage))
         case Verb.SCAN:
-            args = _split(rest, usage, frozenset({"cluster", "namespace"}))
+            args = _split(rest, usage, frozenset({"cluster", "namespace", "deep"}))
             _count(args, (0, 1), usage)
             ns_values = [*args.positional, *([args.flags["namespace"]] if "namespace" in args.flags else [])]
             if len(ns_values) > 1:
                 raise ParseError("give the namespace once.", usage)
             ns = _check("namespace", ns_values[0], usage, label=True) if ns_values else None
-            return Command(verb, namespace=ns, cluster=_cluster(args, usage))
+            return Command(verb, namespace=ns, cluster=_cluster(args, usage), deep="deep" in args.flags)
         case Verb.DIAGNOSE:
             return _diagnose(rest, usage)
         case Verb.DELETE_POD:

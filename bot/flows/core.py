@@ -22,6 +22,7 @@ from bot.flows.executor import Executor
 from bot.flows.forms import SecretForms
 from bot.flows.forwarding import Forwarding
 from bot.flows.incident_controls import IncidentFollowups, first_pod
+from bot.flows.prevention import PreventionCommands
 from bot.flows.proposals import Proposals
 from bot.flows.queue import ProposalQueue
 from bot.flows.reader import PodReader
@@ -76,6 +77,7 @@ class Flows:
         )
         self.reader = PodReader(api, self.inspector, self.cluster, clock)
         self.diagnoser = Diagnoser(self.inspector, prober, fresh=True)
+        self.prevention = PreventionCommands(self.ctx, api=api, prober=prober)
         self.reads = ReadCommands(self.ctx, api=api, identity=identity, reader=self.reader, diagnoser=self.diagnoser)
         self.followups = IncidentFollowups(self.ctx, api=api, reader=self.reader, diagnoser=self.diagnoser, book=book)
         self.proposals = Proposals(self.ctx, kube=self.kube, vault=self.vault)
@@ -153,6 +155,8 @@ class Flows:
         match cmd.verb:
             case Verb.DIAGNOSE:
                 return await self.reads.diagnose(cmd)
+            case Verb.SCAN if cmd.deep:
+                return await self.prevention.deep_scan(cmd.namespace)
             case Verb.SCAN:
                 return await self.reads.scan(cmd.namespace)
             case Verb.DELETE_POD | Verb.LINK_SECRET | Verb.RECREATE_SECRET:
