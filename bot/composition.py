@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import socket
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -35,9 +36,11 @@ from bot.kube.inspect import Inspector
 from bot.kube.lease import LeaderElector
 from bot.kube.watcher import PodWatcher
 from bot.logging_setup import incident_id
-from bot.model import Diagnosis, Incident, OutboxMessage, PullFailure
+from bot.model import Diagnosis, Incident, IncidentScope, OutboxMessage, PullFailure
 from bot.observability import MeteredProber, MeteredWebClient, Metrics, health_app
 from bot.pipeline import Pipeline
+from bot.prevention.scanner import LatentScanner, ScanReport, ScanSettings
+from bot.prevention.threads import plan_threads
 from bot.registry.probe import RegistryProber
 from bot.settings import Settings
 from bot.slack.outbox import OutboxWorker
@@ -107,7 +110,7 @@ async def restorable_incidents(settings: Settings, store: Store) -> list[Inciden
     return [
         i
         for i in await store.recent_incidents(limit=5000, cluster=settings.kube.cluster_name)
-        if i.resolved_at is None or i.resolved_at >= cutoff
+        if (i.resolved_at is None or i.resolved_at >= cutoff) and i.scope is not IncidentScope.FINDINGS
     ]
 
 
@@ -221,9 +224,59 @@ class Bot:
                 tg.create_task(self.watcher.run())
                 tg.create_task(self._reconcile_when_synced(self.watcher))
                 tg.create_task(self.pipeline.run_ticker(self.settings.incidents.tick_interval_s))
+                if self.settings.prevention.enabled:
+                    tg.create_task(self._scan_on_schedule())
         finally:
             self.metrics.leader.set(0)
             self._copy_counters()
+
+    async def _scan_on_schedule(self) -> None:
+        """The latent-failure scan, every `prevention.interval_s` (jittered), while this replica leads."""
+        p = self.settings.prevention
+        delay = p.first_after_s
+        while True:
+            await asyncio.sleep(max(0.0, delay))
+            try:
+                await self.scan_and_post()
+            except Exception:
+                log.exception("latent-failure scan failed; trying again at the next interval")
+            delay = p.interval_s + random.uniform(-p.jitter_s, p.jitter_s)
+
+    async def scan_and_post(self) -> ScanReport:
+        """Scan now; open, edit or close each channel's "at risk" thread through the outbox."""
+        p = self.settings.prevention
+        scanner = LatentScanner(
+            self.api,
+            self.prober,
+            ScanSettings(
+                max_per_registry_per_minute=p.max_per_registry_per_minute,
+                warn_before=timedelta(seconds=p.warn_before_s),
+            ),
+            exclude_namespaces=self.settings.kube.exclude_namespaces,
+        )
+        report = await scanner.scan()
+        self.metrics.set_findings(report.by_risk())
+        changes = plan_threads(
+            cluster=self.cluster,
+            findings=report.findings,
+            open_incidents=await self.store.open_incidents(self.cluster),
+            routes=self.settings.slack.routes,
+            default_channel=self.settings.slack.default_channel,
+            now=datetime.now(UTC),
+        )
+        for incident, outbox in changes:
+            await self.store.save_incident(incident, outbox)
+        if changes:
+            self.outbox_wake()
+        log.info(
+            "latent-failure scan: %d workloads, %d checks, findings %s, %d thread changes in %.1fs",
+            report.workloads,
+            report.checks,
+            report.by_risk(),
+            len(changes),
+            report.seconds,
+        )
+        return report
 
     @property
     def cluster(self) -> str:

@@ -270,6 +270,7 @@ class IncidentStatus(StrEnum):
 class IncidentScope(StrEnum):
     WORKLOAD = "workload"  # one workload, container, image and cause
     REGISTRY = "registry"  # a registry-level cause shared by many workloads (a storm)
+    FINDINGS = "findings"  # the latent-failure scan's "at risk" thread of one channel (bot.prevention.threads)
 
 
 @dataclass(frozen=True, slots=True)

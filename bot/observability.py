@@ -8,7 +8,7 @@ Metric names (documented in docs/OPERATIONS.md): `imagepull_incidents_open{cause
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -54,6 +54,13 @@ class Metrics:
         self.watch_restarts = Counter(
             "imagepull_watch_restarts_total", "Watch streams restarted", ["resource"], registry=self.registry
         )
+        self._findings: set[str] = set()
+        self.latent_findings = Gauge(
+            "imagepull_latent_findings",
+            "Latent pull failures found by the last scan, by risk",
+            ["risk"],
+            registry=self.registry,
+        )
         self.leader = Gauge("imagepull_leader", "1 when this replica leads (watches and posts)", registry=self.registry)
         self._before_render: list[Callable[[], None]] = []
         self._totals: dict[tuple[int, str], float] = {}
@@ -86,6 +93,15 @@ class Metrics:
         else:
             self._open.pop(incident.key, None)
         self._set_open()
+
+    def set_findings(self, by_risk: Mapping[str, int]) -> None:
+        """Gauge the last scan's findings by risk (risks that disappeared drop to 0)."""
+        for labels in list(self._findings):
+            if labels not in by_risk:
+                self.latent_findings.labels(risk=labels).set(0)
+        for risk, n in by_risk.items():
+            self.latent_findings.labels(risk=risk).set(n)
+        self._findings = set(by_risk)
 
     def reset_open(self, incidents: Iterable[Incident]) -> None:
         """Gauge exactly these open incidents (when the book is reloaded; empty when not leading)."""

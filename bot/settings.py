@@ -81,6 +81,17 @@ class ExecutorSettings(BaseModel):
     holder_grace_s: float = 120.0  # other replicas leave a typed-credentials proposal to its holder this long
 
 
+class PreventionSettings(BaseModel):
+    """The latent-failure scan (bot.prevention): run by the leader on a schedule, findings posted per channel."""
+
+    enabled: bool = True
+    interval_s: float = Field(default=21600.0, gt=0)  # every 6 h
+    jitter_s: float = Field(default=1800.0, ge=0)  # +- this much, so that clusters do not scan in step
+    first_after_s: float = Field(default=300.0, ge=0)  # after taking the lead (the watcher syncs first)
+    max_per_registry_per_minute: int = Field(default=60, gt=0)
+    warn_before_s: float = Field(default=7200.0, ge=0)  # credentials expiring within this are findings
+
+
 class AccessSettings(BaseModel):
     """Who may do what: Slack user or user-group id -> list of "namespace:action" grants ("*" wildcards)."""
 
@@ -110,6 +121,7 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    prevention: PreventionSettings = Field(default_factory=PreventionSettings)
 
     @field_validator("database_url")
     @classmethod

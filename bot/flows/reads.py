@@ -15,7 +15,7 @@ from bot.diagnosis.classify import classify
 from bot.flows.context import FlowContext
 from bot.flows.reader import PodReader
 from bot.kube.podstate import controller_owner, deployment_name_guess, error_text, pull_waits
-from bot.model import Diagnosis, Incident, PullFailure
+from bot.model import Diagnosis, Incident, IncidentScope, PullFailure
 from bot.slack.render import code, escape, render_diagnosis, truncate
 
 
@@ -32,7 +32,9 @@ class ReadCommands:
 
     async def status(self) -> Reply:
         """This bot's cluster, its open incidents and the proposals waiting for a decision."""
-        incidents = await self.ctx.store.open_incidents(self.ctx.cluster)
+        stored = await self.ctx.store.open_incidents(self.ctx.cluster)
+        incidents = [i for i in stored if i.scope is not IncidentScope.FINDINGS]
+        at_risk = len(stored) - len(incidents)
         pending = await self.ctx.store.pending_proposals()
         by_cluster: dict[str, int] = {}
         for p in pending:
@@ -41,7 +43,8 @@ class ReadCommands:
         rule = "on" if self.ctx.policy.two_person_rule else "off"
         lines = [
             f":satellite: Bot of cluster {code(self.ctx.cluster)} ({code(self.identity)}).",
-            f"*Open incidents on this cluster:* {len(incidents)}",
+            f"*Open incidents on this cluster:* {len(incidents)}"
+            + (f" · *channels with workloads at risk (latent-failure scan):* {at_risk}" if at_risk else ""),
             f"*Proposals waiting for approval:* {waiting}",
             f"*Two-person rule:* {rule} · *proposals expire after* {int(self.ctx.settings.access.proposal_ttl_s)}s",
         ]

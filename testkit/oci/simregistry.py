@@ -160,6 +160,10 @@ class SimRegistry:
         entry.manifests[digest] = (OCI_MANIFEST, body)
         return digest, len(body)
 
+    def remove_tag(self, repo: str, tag: str) -> None:
+        """Forget a tag, as a retention policy does (its manifests stay reachable by digest)."""
+        self._repos.get(repo, _Repo()).tags.pop(tag, None)
+
     def require_auth(
         self, repo: str, username: str, password: str, mode: str = "basic", *, anonymous_status: int = 401
     ) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bot.chatops.grammar import Command, ParseError, Verb, parse
-from bot.flows.prevention import MAX_LINES, render_findings
 from bot.prevention.findings import Finding, Risk
+from bot.prevention.render import MAX_LINES, render_findings
 from testkit.kube import objects as o
 from tests.handlers.conftest import SlackEndpoint, World, command_body, eventually, signed_headers
 
