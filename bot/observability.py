@@ -41,6 +41,13 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
             registry=self.registry,
         )
+        self.time_to_resolve = Histogram(
+            "imagepull_time_to_resolve_seconds",
+            "From an incident's first failing pod to its resolution, by cause",
+            ["cause"],
+            buckets=(60, 300, 900, 1800, 3600, 4 * 3600, 12 * 3600, 24 * 3600, 72 * 3600),
+            registry=self.registry,
+        )
         self.probe_outcomes = Counter(
             "imagepull_registry_probe_total", "Registry probes by outcome", ["outcome"], registry=self.registry
         )
@@ -91,7 +98,10 @@ class Metrics:
         if incident.status is IncidentStatus.OPEN:
             self._open[incident.key] = cause
         else:
-            self._open.pop(incident.key, None)
+            was_open = self._open.pop(incident.key, None) is not None
+            if was_open and incident.resolved_at is not None and incident.first_seen is not None:
+                seconds = (incident.resolved_at - incident.first_seen).total_seconds()
+                self.time_to_resolve.labels(cause=cause).observe(max(0.0, seconds))
         self._set_open()
 
     def set_findings(self, by_risk: Mapping[str, int]) -> None:

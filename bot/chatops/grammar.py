@@ -33,6 +33,7 @@ class Verb(StrEnum):
     DELETE_POD = "delete-pod"
     LINK_SECRET = "link-secret"  # noqa: S105 (a field or verb name, not a password)
     STATUS = "status"
+    REPORT = "report"
     HELP = "help"
     REDIAGNOSE = "rediagnose"
     SNOOZE = "snooze"
@@ -46,6 +47,7 @@ TYPED_VERBS: tuple[Verb, ...] = (
     Verb.DELETE_POD,
     Verb.LINK_SECRET,
     Verb.STATUS,
+    Verb.REPORT,
     Verb.HELP,
 )
 
@@ -57,6 +59,7 @@ USAGE: dict[Verb, str] = {
     Verb.DELETE_POD: "/imagepull delete-pod <namespace>/<pod>",
     Verb.LINK_SECRET: "/imagepull link-secret <namespace>/<serviceaccount> <secret>",
     Verb.STATUS: "/imagepull status",
+    Verb.REPORT: "/imagepull report [7d|30d]",
     Verb.HELP: "/imagepull help",
 }
 CLUSTER_NOTE = "Every command accepts --cluster <name> (default: the cluster of the bot that answers)."
@@ -198,6 +201,7 @@ class _Args:
     flags: dict[str, str]
 
 
+REPORT_WINDOWS = {"7d": 7, "30d": 30}
 _SWITCHES = {"--deep": "deep"}  # options without a value
 _FLAG_ALIASES = {
     "-n": "namespace",
@@ -306,6 +310,13 @@ def parse(text: str) -> Command:
             args = _split(rest, usage, frozenset({"cluster"}))
             _count(args, 0, usage)
             return Command(verb, cluster=_cluster(args, usage))
+        case Verb.REPORT:
+            args = _split(rest, usage, frozenset({"cluster"}))
+            _count(args, (0, 1), usage)
+            window = args.positional[0].lower() if args.positional else "7d"
+            if window not in REPORT_WINDOWS:
+                raise ParseError("the report covers 7d or 30d.", usage)
+            return Command(verb, name=window, cluster=_cluster(args, usage))
         case Verb.SCAN:
             args = _split(rest, usage, frozenset({"cluster", "namespace", "deep"}))
             _count(args, (0, 1), usage)

@@ -155,6 +155,8 @@ class Flows:
         match cmd.verb:
             case Verb.DIAGNOSE:
                 return await self.reads.diagnose(cmd)
+            case Verb.REPORT:
+                return await self.reads.report(cmd.name or "7d")
             case Verb.SCAN if cmd.deep:
                 return await self.prevention.deep_scan(cmd.namespace)
             case Verb.SCAN:

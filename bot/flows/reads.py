@@ -1,14 +1,15 @@
-"""The read commands: status, diagnose (a pod or a deployment) and scan (every pull failure now)."""
+"""The read commands: status, report, diagnose (a pod or a deployment) and scan (every pull failure now)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from kubernetes_asyncio import client as k8s
 
 from bot import imageref
-from bot.chatops.grammar import Command
+from bot.chatops.grammar import REPORT_WINDOWS, Command
 from bot.chatops.port import Block, Reply, notice, section
 from bot.diagnoser import Diagnoser
 from bot.diagnosis.classify import classify
@@ -16,6 +17,7 @@ from bot.flows.context import FlowContext
 from bot.flows.reader import PodReader
 from bot.kube.podstate import controller_owner, deployment_name_guess, error_text, pull_waits
 from bot.model import Diagnosis, Incident, IncidentScope, PullFailure
+from bot.reporting import build_report, render_report
 from bot.slack.render import code, escape, render_diagnosis, truncate
 
 
@@ -49,6 +51,14 @@ class ReadCommands:
             f"*Two-person rule:* {rule} · *proposals expire after* {int(self.ctx.settings.access.proposal_ttl_s)}s",
         ]
         return notice("\n".join(lines))
+
+    async def report(self, window: str) -> Reply:
+        """How the team did over the last 7 or 30 days on this cluster (see `bot.reporting`)."""
+        days = REPORT_WINDOWS.get(window, 7)
+        now = self.ctx.now()
+        incidents = await self.ctx.store.recent_incidents(limit=20_000, cluster=self.ctx.cluster)
+        audit = await self.ctx.store.list_audit(since=now - timedelta(days=days), limit=100_000)
+        return notice(render_report(build_report(incidents, audit, now=now, days=days), self.ctx.cluster))
 
     async def diagnose_failures(self, failures: Sequence[PullFailure]) -> list[tuple[PullFailure, Diagnosis]]:
         """Full diagnosis (fresh registry probe) of each failure."""

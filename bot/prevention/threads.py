@@ -1,7 +1,8 @@
 """The "at risk" thread of each channel: opened, edited in place and closed as scans change their minds (pure).
 
 One thread per route (channel) and cluster, stored as an incident of scope FINDINGS whose `posted_facts` are the keys
-of the findings it shows, so the next scan can tell what is new and what was fixed:
+of the findings it shows, so the next scan can tell what is new and what was fixed, and whose `pods_seen` counts the
+findings fixed before a pod failed (prevented; read by `bot.reporting`):
 - findings and no open thread: a new parent;
 - other findings than last time: the parent is edited in place, and a reply names what is new and what was fixed
   (no reply while the thread is snoozed or muted);
@@ -73,8 +74,10 @@ def plan_threads(
     failing = _already_failing(open_incidents)
     current = {i.channel: i for i in open_incidents if is_findings_thread(i) and i.status is IncidentStatus.OPEN}
     by_channel: dict[str, list[Finding]] = defaultdict(list)
+    became_incidents: set[str] = set()  # finding keys whose workload fails now: not prevented
     for f in findings:
         if (f.namespace, _workload_name(f.workload)) in failing:
+            became_incidents.add(f.key)
             continue
         by_channel[route_channel(routes, default_channel, cluster, f.namespace)].append(f)
     changes: list[tuple[Incident, tuple[OutboxMessage, ...]]] = []
@@ -88,9 +91,9 @@ def plan_threads(
                 changes.append(_open(cluster, channel, shown, keys, now))
             continue
         if not verdicts:
-            changes.append(_close(thread, now))
+            changes.append(_close(thread, now, became_incidents))
         elif keys != thread.posted_facts:
-            changes.append(_update(thread, shown, keys, now))
+            changes.append(_update(thread, shown, keys, now, became_incidents))
     return changes
 
 
@@ -126,7 +129,7 @@ def _open(
 
 
 def _update(
-    thread: Incident, findings: Sequence[Finding], keys: tuple[str, ...], now: datetime
+    thread: Incident, findings: Sequence[Finding], keys: tuple[str, ...], now: datetime, became: set[str]
 ) -> tuple[Incident, tuple[OutboxMessage, ...]]:
     text, blocks = _message(thread.cluster, findings)
     tag = _digest(keys)
@@ -154,13 +157,17 @@ def _update(
                 f"{thread.key}:d:{tag}",
             )
         )
-    return replace(thread, posted_facts=keys, last_seen=now), tuple(writes)
+    prevented = len(set(thread.posted_facts) - set(keys) - became)
+    return replace(thread, posted_facts=keys, last_seen=now, pods_seen=thread.pods_seen + prevented), tuple(writes)
 
 
-def _close(thread: Incident, now: datetime) -> tuple[Incident, tuple[OutboxMessage, ...]]:
-    fixed = len(thread.posted_facts)
+def _close(thread: Incident, now: datetime, became: set[str]) -> tuple[Incident, tuple[OutboxMessage, ...]]:
+    failed = len(set(thread.posted_facts) & became)
+    fixed = len(thread.posted_facts) - failed
     text = f":white_check_mark: No workload at risk on {code(thread.cluster)} any more."
-    reply = f":white_check_mark: All {fixed} finding(s) were fixed before a pod failed. Closing this thread."
+    reply = f":white_check_mark: {fixed} finding(s) fixed before a pod failed"
+    reply += f"; {failed} became incident(s) with threads of their own." if failed else "."
+    reply += " Closing this thread."
     block = _section(text)
     writes = (
         OutboxMessage(OutboxKind.UPDATE_PARENT, thread.key, thread.channel, text, (block,), f"{thread.key}:closed"),
@@ -173,7 +180,14 @@ def _close(thread: Incident, now: datetime) -> tuple[Incident, tuple[OutboxMessa
             f"{thread.key}:closed-reply",
         ),
     )
-    closed = replace(thread, status=IncidentStatus.RESOLVED, resolved_at=now, last_seen=now, posted_facts=())
+    closed = replace(
+        thread,
+        status=IncidentStatus.RESOLVED,
+        resolved_at=now,
+        last_seen=now,
+        posted_facts=(),
+        pods_seen=thread.pods_seen + fixed,
+    )
     return closed, writes
 
 

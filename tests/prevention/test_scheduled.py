@@ -64,7 +64,7 @@ async def test_the_leader_posts_an_at_risk_thread_and_closes_it_when_fixed(world
         await until(closed, what="the thread closed")
         (thread,) = world.slack.threads("#alerts")
         assert [r.text for r in thread.replies] == [
-            ":white_check_mark: All 1 finding(s) were fixed before a pod failed. Closing this thread."
+            ":white_check_mark: 1 finding(s) fixed before a pod failed. Closing this thread."
         ]
         assert "No workload at risk" in thread.parent.text
 

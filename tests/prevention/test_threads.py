@@ -43,7 +43,8 @@ def test_one_thread_per_channel_then_edits_then_close() -> None:
     # everything fixed in #alerts: closed; #pay untouched
     ((closed, writes),) = run([finding("payments", "api")], [updated, threads["#pay"]])
     assert closed.status is IncidentStatus.RESOLVED and closed.channel == "#alerts"
-    assert "fixed before a pod failed" in writes[1].text
+    assert "2 finding(s) fixed before a pod failed." in writes[1].text
+    assert closed.pods_seen == 3, "cart fixed at the update, web and db at the close: three failures prevented"
 
 
 def test_a_workload_that_already_fails_is_not_a_forecast() -> None:
@@ -70,3 +71,21 @@ def test_could_not_check_never_opens_a_thread_and_muted_threads_stay_quiet() -> 
     snoozed = replace(thread, snoozed_until=NOW + timedelta(hours=1))
     ((_, writes),) = run([finding("shop", "db")], [snoozed])
     assert [w.kind for w in writes] == [OutboxKind.UPDATE_PARENT]
+
+
+def test_a_finding_that_became_an_incident_was_not_prevented() -> None:
+    ((thread, _),) = run([finding("shop", "web")], [])
+    incident = Incident(
+        key="k",
+        cluster="prod",
+        namespace="shop",
+        workload=WorkloadRef("Deployment", "web"),
+        container="web",
+        image="r.example/web:1",
+        registry="r.example",
+        cause=Cause.TAG_NOT_FOUND,
+        channel="#alerts",
+    )
+    ((closed, writes),) = run([finding("shop", "web")], [thread, incident])
+    assert closed.status is IncidentStatus.RESOLVED and closed.pods_seen == 0
+    assert "0 finding(s) fixed before a pod failed; 1 became incident(s)" in writes[1].text
