@@ -1,4 +1,4 @@
-"""Bolt listeners: slash commands, block actions and view submissions, one module per activity.
+"""Bolt listeners: slash commands, block actions, view submissions and the App Home tab, one module per activity.
 
 `register_all(app, flows)` attaches every listener and the replay guard. Handlers stay thin: parse (the grammar in
 `bot.chatops`), call the flows through their port (`bot.chatops.port.FlowsPort`), answer. They import no client
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import handlers.buttons
+import handlers.home
 import handlers.modals
 import handlers.replay
 import handlers.slash_command
@@ -22,3 +23,4 @@ def register_all(app: Any, flows: FlowsPort) -> None:
     handlers.slash_command.register(app, flows)
     handlers.buttons.register(app, flows)
     handlers.modals.register(app, flows)
+    handlers.home.register(app, flows)

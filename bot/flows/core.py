@@ -21,6 +21,7 @@ from bot.flows.context import FlowContext
 from bot.flows.executor import Executor
 from bot.flows.forms import SecretForms
 from bot.flows.forwarding import Forwarding
+from bot.flows.home import HomeTab
 from bot.flows.incident_controls import IncidentFollowups, first_pod
 from bot.flows.prevention import PreventionCommands
 from bot.flows.proposals import Proposals
@@ -78,6 +79,7 @@ class Flows:
         self.reader = PodReader(api, self.inspector, self.cluster, clock)
         self.diagnoser = Diagnoser(self.inspector, prober, fresh=True)
         self.prevention = PreventionCommands(self.ctx, api=api, prober=prober)
+        self.home_tab = HomeTab(self.ctx)
         self.reads = ReadCommands(self.ctx, api=api, identity=identity, reader=self.reader, diagnoser=self.diagnoser)
         self.followups = IncidentFollowups(self.ctx, api=api, reader=self.reader, diagnoser=self.diagnoser, book=book)
         self.proposals = Proposals(self.ctx, kube=self.kube, vault=self.vault)
@@ -232,6 +234,10 @@ class Flows:
             actor=actor,
             where=where,
         )
+
+    async def home(self, actor: Actor) -> dict[str, object]:
+        """The App Home view for this user: open incidents, latent failures, proposals awaiting their approval."""
+        return await self.home_tab.view(await self.ctx.named(actor))
 
     async def approve(self, proposal_id: int, actor: Actor) -> Reply:
         """Approve a pending proposal: access check, two-person rule, expiry, then a CAS; refusals are audited."""

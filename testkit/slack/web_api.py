@@ -93,6 +93,7 @@ class FakeSlackApi:
         self.messages: list[Message] = []
         self.ephemerals: list[Message] = []
         self.views: list[Payload] = []
+        self.home_views: list[Payload] = []  # views.publish
         self.users: dict[str, Payload] = {}
         self.groups: dict[str, list[str]] = {}  # user group id -> member user ids (usergroups.users.list)
         self.missing_channels: set[str] = set()  # chat.postMessage to these answers channel_not_found
@@ -111,6 +112,7 @@ class FakeSlackApi:
             "conversations.replies": self._replies,
             "views.open": self._views_open,
             "views.update": self._views_open,
+            "views.publish": self._views_publish,
             "users.info": self._users_info,
             "usergroups.users.list": self._usergroup_users,
             "apps.connections.open": self._connections_open,
@@ -382,6 +384,23 @@ class FakeSlackApi:
         self._seq += 1
         stored = {**view, "id": f"VFAKE{self._seq:05d}"}
         self.views.append(stored)
+        return {"ok": True, "view": stored}
+
+    async def _views_publish(self, p: Payload) -> Payload:
+        """A Home tab view for one user: Slack wants `user_id` and a view of type "home" with at most 100 blocks."""
+        view = p.get("view")
+        if isinstance(view, str):
+            try:
+                view = json.loads(view)
+            except ValueError:
+                return {"ok": False, "error": "invalid_arguments"}
+        if not p.get("user_id") or not isinstance(view, dict) or view.get("type") != "home":
+            return {"ok": False, "error": "invalid_arguments"}
+        if len(view.get("blocks") or []) > 100:
+            return {"ok": False, "error": "invalid_blocks"}
+        self._seq += 1
+        stored = {**view, "id": f"VHOME{self._seq:05d}", "user_id": str(p["user_id"])}
+        self.home_views.append(stored)
         return {"ok": True, "view": stored}
 
     async def _users_info(self, p: Payload) -> Payload:
