@@ -29,6 +29,7 @@ SCOPES: dict[str, set[str]] = {
     "views_open": set(),
     "views_update": set(),
     "views_push": set(),
+    "views_publish": set(),  # the Home tab (no scope: api.slack.com/methods/views.publish)
     "users_info": {"users:read"},
     "usergroups_users_list": {"usergroups:read"},
     "usergroups_list": {"usergroups:read"},
