@@ -42,6 +42,7 @@ from bot.pipeline import Pipeline
 from bot.prevention.scanner import LatentScanner, ScanReport, ScanSettings
 from bot.prevention.threads import plan_threads
 from bot.registry.probe import RegistryProber
+from bot.reporting import build_report, next_weekly, render_report, weekly_post
 from bot.settings import Settings
 from bot.slack.outbox import OutboxWorker
 from bot.slack.render import SlackRenderer
@@ -110,7 +111,8 @@ async def restorable_incidents(settings: Settings, store: Store) -> list[Inciden
     return [
         i
         for i in await store.recent_incidents(limit=5000, cluster=settings.kube.cluster_name)
-        if (i.resolved_at is None or i.resolved_at >= cutoff) and i.scope is not IncidentScope.FINDINGS
+        if (i.resolved_at is None or i.resolved_at >= cutoff)
+        and i.scope in (IncidentScope.WORKLOAD, IncidentScope.REGISTRY)
     ]
 
 
@@ -226,6 +228,8 @@ class Bot:
                 tg.create_task(self.pipeline.run_ticker(self.settings.incidents.tick_interval_s))
                 if self.settings.prevention.enabled:
                     tg.create_task(self._scan_on_schedule())
+                if self.settings.report.weekly:
+                    tg.create_task(self._report_on_schedule())
         finally:
             self.metrics.leader.set(0)
             self._copy_counters()
@@ -241,6 +245,34 @@ class Bot:
             except Exception:
                 log.exception("latent-failure scan failed; trying again at the next interval")
             delay = p.interval_s + random.uniform(-p.jitter_s, p.jitter_s)
+
+    async def _report_on_schedule(self) -> None:
+        """Post the weekly report to every route channel at `report.weekday` `report.hour_utc`, while leading."""
+        r = self.settings.report
+        while True:
+            now = datetime.now(UTC)
+            await asyncio.sleep((next_weekly(now, r.weekday, r.hour_utc) - now).total_seconds())
+            try:
+                await self.post_weekly_report()
+            except Exception:
+                log.exception("weekly report failed; trying again next week")
+
+    async def post_weekly_report(self, now: datetime | None = None) -> int:
+        """The last 7 days' report to each route channel, once per ISO week; returns how many were queued."""
+        now = now or datetime.now(UTC)
+        incidents = await self.store.recent_incidents(limit=20_000, cluster=self.cluster)
+        audit = await self.store.list_audit(since=now - timedelta(days=7), limit=100_000)
+        text = render_report(build_report(incidents, audit, now=now, days=7), self.cluster)
+        slack = self.settings.slack
+        queued = 0
+        for channel in sorted({slack.default_channel, *slack.routes.values()}):
+            row, outbox = weekly_post(self.cluster, channel, text, now)
+            if await self.store.get_incident(row.key) is None:
+                await self.store.save_incident(row, outbox)
+                queued += 1
+        if queued:
+            self.outbox_wake()
+        return queued
 
     async def scan_and_post(self) -> ScanReport:
         """Scan now; open, edit or close each channel's "at risk" thread through the outbox."""

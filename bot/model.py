@@ -271,6 +271,7 @@ class IncidentScope(StrEnum):
     WORKLOAD = "workload"  # one workload, container, image and cause
     REGISTRY = "registry"  # a registry-level cause shared by many workloads (a storm)
     FINDINGS = "findings"  # the latent-failure scan's "at risk" thread of one channel (bot.prevention.threads)
+    REPORT = "report"  # a weekly report posted to one channel (bot.reporting); stored resolved, once per week
 
 
 @dataclass(frozen=True, slots=True)

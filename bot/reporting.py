@@ -13,9 +13,18 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from bot.model import AuditRecord, Incident, IncidentScope, IncidentStatus
+from bot.model import (
+    AuditRecord,
+    Cause,
+    Incident,
+    IncidentScope,
+    IncidentStatus,
+    OutboxKind,
+    OutboxMessage,
+    WorkloadRef,
+)
 from bot.slack.render import code
 
 
@@ -68,6 +77,8 @@ def build_report(
     frequent: Counter[str] = Counter()
     slow: list[tuple[str, str, float]] = []
     for inc in incidents:
+        if inc.scope is IncidentScope.REPORT:
+            continue
         if inc.scope is IncidentScope.FINDINGS:
             if inc.last_seen is not None and inc.last_seen >= since:
                 report.prevented += inc.pods_seen
@@ -131,3 +142,36 @@ def render_report(report: TeamReport, cluster: str) -> str:
     if report.most_frequent:
         lines.append("*Most frequent:* " + ", ".join(f"{code(w)} ×{n}" for w, n in report.most_frequent))
     return "\n".join(lines)
+
+
+def next_weekly(now: datetime, weekday: int, hour_utc: int) -> datetime:
+    """The next time at `weekday` (0 = Monday) `hour_utc`:00 UTC strictly after `now` (an aware datetime)."""
+    at = now.astimezone(UTC).replace(hour=hour_utc, minute=0, second=0, microsecond=0)
+    at += timedelta(days=(weekday - at.weekday()) % 7)
+    return at if at > now else at + timedelta(days=7)
+
+
+def weekly_post(cluster: str, channel: str, text: str, now: datetime) -> tuple[Incident, tuple[OutboxMessage, ...]]:
+    """The weekly report for one channel, as a stored (already resolved) report row and its parent message; the key
+    names the ISO week, so a second leader in the same week adds nothing."""
+    year, week, _ = now.isocalendar()
+    key = f"report|{cluster}|{channel}|{year}-W{week:02d}"
+    row = Incident(
+        key=key,
+        cluster=cluster,
+        namespace="*",
+        workload=WorkloadRef("Report", "weekly"),
+        container="",
+        image="",
+        registry="",
+        cause=Cause.OTHER,
+        scope=IncidentScope.REPORT,
+        status=IncidentStatus.RESOLVED,
+        first_seen=now,
+        last_seen=now,
+        resolved_at=now,
+        channel=channel,
+    )
+    block: dict[str, object] = {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+    parent = OutboxMessage(OutboxKind.POST_PARENT, key, channel, text[:3000], (block,), dedup_key=f"{key}:parent")
+    return row, (parent,)

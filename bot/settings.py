@@ -92,6 +92,14 @@ class PreventionSettings(BaseModel):
     warn_before_s: float = Field(default=7200.0, ge=0)  # credentials expiring within this are findings
 
 
+class ReportSettings(BaseModel):
+    """The weekly report (`/imagepull report 7d`) posted by the leader to every route channel."""
+
+    weekly: bool = True
+    weekday: int = Field(default=0, ge=0, le=6)  # 0 is Monday
+    hour_utc: int = Field(default=9, ge=0, le=23)
+
+
 class AccessSettings(BaseModel):
     """Who may do what: Slack user or user-group id -> list of "namespace:action" grants ("*" wildcards)."""
 
@@ -122,6 +130,7 @@ class Settings(BaseSettings):
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     prevention: PreventionSettings = Field(default_factory=PreventionSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from bot.model import AuditEntry, AuditRecord, Cause, Incident, IncidentScope, IncidentStatus, WorkloadRef
-from bot.reporting import build_report, render_report
+from bot.reporting import build_report, next_weekly, render_report
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
@@ -75,3 +75,10 @@ def test_an_empty_window() -> None:
     report = build_report([], [], now=NOW, days=30)
     assert report.opened == 0 and report.by_cause == {}
     assert "0 incident(s)" in render_report(report, "prod")
+
+
+def test_the_next_weekly_time() -> None:
+    monday_9 = datetime(2026, 11, 30, 9, tzinfo=UTC)  # 2026-11-30 is a Monday
+    assert next_weekly(datetime(2026, 11, 30, 8, tzinfo=UTC), 0, 9) == monday_9
+    assert next_weekly(monday_9, 0, 9) == monday_9 + timedelta(days=7)
+    assert next_weekly(datetime(2026, 12, 2, 23, tzinfo=UTC), 4, 6) == datetime(2026, 12, 4, 6, tzinfo=UTC)

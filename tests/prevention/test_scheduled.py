@@ -72,3 +72,19 @@ async def test_the_leader_posts_an_at_risk_thread_and_closes_it_when_fixed(world
 async def _idle(bot: object) -> bool:
     counts = await bot.store.outbox_counts()  # type: ignore[attr-defined]
     return bool(counts.get("pending", 0) == 0)
+
+
+async def test_the_weekly_report_goes_once_to_every_route_channel(world: World, tmp_path: Path) -> None:
+    settings = bot_settings(world, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", routes={"e2e/pay": "#pay"})
+    settings.prevention.enabled = False
+    async with running(settings) as bot:
+        assert await bot.post_weekly_report() == 2
+        assert await bot.post_weekly_report() == 0, "the same ISO week: nothing more"
+
+        async def both_posted() -> bool:
+            return len(world.slack.threads("#alerts")) == 1 and len(world.slack.threads("#pay")) == 1
+
+        await until(both_posted, what="one report per channel")
+        (thread,) = world.slack.threads("#pay")
+        assert "Image pull report" in thread.parent.text and "last 7 days" in thread.parent.text
+        assert bot.book.open_incidents() == []
