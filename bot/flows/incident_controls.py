@@ -130,8 +130,8 @@ class IncidentFollowups:
         dedup = f"{incident.key}:{action.value}:{int(now.timestamp())}"
         message = OutboxMessage(OutboxKind.REPLY, incident.key, incident.channel, text, (section(text),), dedup)
         stored = await self.ctx.store.save_incident(changed, (message,))
-        if self.book is not None:
-            self.book.adopt(stored)
+        if self.book is not None and stored.scope in (IncidentScope.WORKLOAD, IncidentScope.REGISTRY):
+            self.book.adopt(stored)  # an "at risk" thread of the scan is no incident of the watcher's book
         self.ctx.wake_outbox()
         params = {"until": until.isoformat()} if action is ActionKind.SNOOZE else {}
         await self.ctx.audit(actor, f"incident.{action.value}", target, "ok", params, incident_key=incident.key)

@@ -5,7 +5,8 @@ of the findings it shows, so the next scan can tell what is new and what was fix
 findings fixed before a pod failed (prevented; read by `bot.reporting`):
 - findings and no open thread: a new parent;
 - other findings than last time: the parent is edited in place, and a reply names what is new and what was fixed
-  (no reply while the thread is snoozed or muted);
+  (no reply while the thread is snoozed or muted: its Snooze and Mute buttons need a grant on every namespace,
+  `*:snooze` / `*:mute`, since the thread covers the whole cluster);
 - no finding left: the parent says all is well, a reply says how many were fixed before any pod failed, and the
   thread is closed (the next finding opens a new one).
 A finding whose workload already has an open incident is left out: the failure has happened, its thread tells it.
@@ -22,6 +23,7 @@ from datetime import datetime
 
 from bot.incidents import route_channel
 from bot.model import (
+    ActionKind,
     Cause,
     Incident,
     IncidentScope,
@@ -31,8 +33,8 @@ from bot.model import (
     WorkloadRef,
 )
 from bot.prevention.findings import Finding, Risk
-from bot.prevention.render import at_risk, finding_lines, sections
-from bot.slack.render import code, escape
+from bot.prevention.render import MAX_BLOCKS, at_risk, finding_lines, sections
+from bot.slack.render import action_block, code, escape
 
 SCAN_WORKLOAD = WorkloadRef("LatentScan", "at-risk")
 
@@ -97,11 +99,13 @@ def plan_threads(
     return changes
 
 
-def _message(cluster: str, findings: Sequence[Finding]) -> tuple[str, tuple[dict[str, object], ...]]:
+def _message(thread: Incident, findings: Sequence[Finding]) -> tuple[str, tuple[dict[str, object], ...]]:
     n = at_risk(findings)
-    lead = f":rotating_light: *{n} workload(s) at risk* on {code(cluster)}: their next pod would fail to pull."
+    lead = f":rotating_light: *{n} workload(s) at risk* on {code(thread.cluster)}: their next pod would fail to pull."
     text = "\n".join([lead, *finding_lines(findings)])
-    return f"{n} workload(s) at risk of an image pull failure on {cluster}", sections(text)
+    buttons = action_block(thread, (ActionKind.SNOOZE, ActionKind.MUTE))
+    blocks = sections(text)[: MAX_BLOCKS - 1] + ((buttons,) if buttons else ())
+    return f"{n} workload(s) at risk of an image pull failure on {thread.cluster}", blocks
 
 
 def _open(
@@ -123,7 +127,7 @@ def _open(
         channel=channel,
         posted_facts=keys,
     )
-    text, blocks = _message(cluster, findings)
+    text, blocks = _message(incident, findings)
     parent = OutboxMessage(OutboxKind.POST_PARENT, key, channel, text, blocks, dedup_key=f"{key}:parent")
     return incident, (parent,)
 
@@ -131,7 +135,7 @@ def _open(
 def _update(
     thread: Incident, findings: Sequence[Finding], keys: tuple[str, ...], now: datetime, became: set[str]
 ) -> tuple[Incident, tuple[OutboxMessage, ...]]:
-    text, blocks = _message(thread.cluster, findings)
+    text, blocks = _message(thread, findings)
     tag = _digest(keys)
     writes = [
         OutboxMessage(OutboxKind.UPDATE_PARENT, thread.key, thread.channel, text, blocks, f"{thread.key}:u:{tag}")

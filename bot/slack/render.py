@@ -278,6 +278,11 @@ def button_value(incident_key: str) -> str | None:
     return value if len(value) <= MAX_BUTTON_VALUE else None
 
 
+def action_block(incident: Incident, actions: Sequence[ActionKind]) -> Block | None:
+    """The buttons row of a thread parent (value: the incident key), or None without a usable key or action."""
+    return _actions(incident, actions)
+
+
 def _actions(incident: Incident, actions: Sequence[ActionKind]) -> Block | None:
     value = button_value(incident.key)
     if value is None or not actions:

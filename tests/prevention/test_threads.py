@@ -31,6 +31,8 @@ def test_one_thread_per_channel_then_edits_then_close() -> None:
     assert alerts.scope is IncidentScope.FINDINGS and len(alerts.posted_facts) == 2
     assert [w.kind for w in writes] == [OutboxKind.POST_PARENT]
     assert "2 workload(s) at risk" in str(writes[0].blocks)
+    buttons = [e["action_id"] for b in writes[0].blocks if b["type"] == "actions" for e in b["elements"]]  # type: ignore[index,union-attr]
+    assert buttons == ["imagepull:snooze", "imagepull:mute"]
     # the same findings again: nothing to say
     assert (
         run([finding("payments", "api"), finding("shop", "web"), finding("shop", "cart")], list(threads.values())) == []
