@@ -35,6 +35,7 @@ from bot.prevention.workloads import WorkloadSpec, spec_of
 log = logging.getLogger(__name__)
 
 _PAGE = 500
+_STRIKES = frozenset({ProbeOutcome.TIMEOUT, ProbeOutcome.REFUSED, ProbeOutcome.DNS, ProbeOutcome.TLS})
 
 
 class Prober(Protocol):
@@ -50,6 +51,8 @@ class ScanSettings:
     timeout_s: float = 10.0  # each API call
     warn_before: timedelta = timedelta(hours=2)
     quota_floor: int = 20
+    strikes: int = 3  # a registry that times out, refuses or fails DNS this many times in a row is not asked again
+    deadline_s: float = 1800.0  # checks not started by then are reported as not checked
 
 
 @dataclass(slots=True)
@@ -112,6 +115,9 @@ class LatentScanner:
 
     async def scan(self, namespace: str | None = None) -> ScanReport:
         started = time.monotonic()
+        self._strikes: dict[str, int] = defaultdict(int)
+        self._benched: dict[str, str] = {}  # registry -> why it is not asked again in this scan
+        self._deadline = started + self.settings.deadline_s
         report = ScanReport()
         objects = await self._read_cluster(namespace, report)
         specs = self._specs(objects)
@@ -147,7 +153,25 @@ class LatentScanner:
         return report
 
     async def _probe(self, check: Check) -> ProbeResult:
-        await self.budget.take(check.ref.registry)
+        registry = check.ref.registry
+        why = self._benched.get(registry)
+        if why is None and time.monotonic() > self._deadline:
+            why = f"the scan's {self.settings.deadline_s:g} s budget was spent"
+        if why is not None:
+            return ProbeResult(registry, check.ref.repository, check.ref.reference, ProbeOutcome.SKIPPED, detail=why)
+        await self.budget.take(registry)
+        result = await self._ask(check)
+        if result.outcome is ProbeOutcome.RATE_LIMITED:
+            self._benched[registry] = "the registry rate-limited the scan (429); not asked again this scan"
+        elif result.outcome in _STRIKES:
+            self._strikes[registry] += 1
+            if self._strikes[registry] >= self.settings.strikes:
+                self._benched[registry] = f"{self._strikes[registry]} probes in a row got {result.outcome.value}"
+        else:
+            self._strikes[registry] = 0
+        return result
+
+    async def _ask(self, check: Check) -> ProbeResult:
         # Read a multi-platform index (to compare its platforms) except on Docker Hub, where a GET is a pull.
         platform = None if check.ref.registry == "docker.io" else next(iter(sorted(check.platforms)), "linux/amd64")
         try:

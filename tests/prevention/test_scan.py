@@ -3,6 +3,7 @@ workloads, simulated registries, the real kubernetes_asyncio client and the real
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from bot.prevention.findings import Risk
 from bot.prevention.scanner import LatentScanner, ScanSettings
 from bot.registry.probe import RegistryProber
 from bot.settings import KubeSettings, RegistrySettings
+from testkit.kube import objects as k8s
 from testkit.kube.apiserver import SimCluster
 from testkit.latent import LatentWorld, RegistryHandle, jwt_expiring_in
 from testkit.oci.simregistry import SimRegistry
@@ -96,3 +98,63 @@ async def test_a_scan_that_cannot_read_says_so(
         await api.close()
     assert report.could_not_read == ["could not list StatefulSets (500)"]
     assert report.workloads == 10 and report.findings == []
+
+
+async def test_a_hanging_registry_is_benched_and_the_scan_finishes(tmp_path: Path) -> None:
+    """A registry that accepts connections and never answers: three probes time out, the rest are not sent; every
+    workload on it is reported as "could not check", none as a verdict."""
+    cluster = SimCluster()
+    await cluster.start()
+    hang = SimRegistry()
+    host = await hang.start()
+    try:
+        cluster.put(k8s.node("n", arch="amd64"))
+        cluster.put(k8s.namespace("shop"))
+        cluster.put(k8s.service_account("default", "shop"))
+        for i in range(12):
+            deploy = k8s.deployment(f"app-{i}", "shop", f"{host}/shop/app-{i}:1.0", 1)
+            cluster.put(deploy)
+            cluster.put(k8s.replicaset(deploy))
+        hang.set_fault("hang", on="all")
+        api = await load_api_client(KubeSettings(kubeconfig=cluster.write_kubeconfig(tmp_path / "kubeconfig")))
+        prober = RegistryProber(RegistrySettings(insecure_registries=[host], probe_budget_s=0.5))
+        try:
+            started = time.monotonic()
+            report = await LatentScanner(api, prober, ScanSettings(concurrency=2)).scan()
+            elapsed = time.monotonic() - started
+        finally:
+            await prober.close()
+            await api.close()
+    finally:
+        await hang.stop()
+        await cluster.stop()
+    assert {f.risk for f in report.findings} == {Risk.UNCHECKED} and len(report.findings) == 12
+    assert sum("not asked again" in f.detail or "in a row" in f.detail for f in report.findings) >= 8
+    assert elapsed < 10, elapsed
+
+
+async def test_a_rate_limited_registry_is_asked_once(
+    world: tuple[LatentWorld, SimCluster, list[str]], tmp_path: Path
+) -> None:
+    latent, cluster, hosts = world
+    latent.build(workloads=12, images=12, seeded_per_kind=0, namespaces=1)
+    limited = SimRegistry()
+    host = await limited.start()
+    try:
+        for i in range(5):
+            deploy = k8s.deployment(f"hub-{i}", "team-0", f"{host}/library/app-{i}:1.0", 1)
+            cluster.put(deploy)
+            cluster.put(k8s.replicaset(deploy))
+        limited.set_fault("rate_limit", on="all")
+        api = await load_api_client(KubeSettings(kubeconfig=cluster.write_kubeconfig(tmp_path / "kubeconfig")))
+        prober = RegistryProber(RegistrySettings(insecure_registries=[*hosts, host], probe_budget_s=3.0))
+        try:
+            report = await LatentScanner(api, prober, ScanSettings(concurrency=1)).scan()
+        finally:
+            await prober.close()
+            await api.close()
+        risks = [f.risk for f in report.findings if f.workload.startswith("deployment/hub-")]
+        assert risks.count(Risk.QUOTA_LOW) == 1 and risks.count(Risk.UNCHECKED) == 4
+        assert len(limited.requests) == 1, "the first 429 benches the registry for the rest of the scan"
+    finally:
+        await limited.stop()
