@@ -137,6 +137,7 @@ class LatentScanner:
         secrets = await self._read_secrets(wanted, report)
         nodes = [node_facts(n) for n in objects["Node"]]
         the_plan = plan(specs, nodes, accounts, secrets, now=self._clock(), warn_before=self.settings.warn_before)
+        del secrets  # parsed pull secrets: from here on only each check's own credentials remain, until its probe
         report.findings.extend(the_plan.findings)
         report.checks = len(the_plan.checks)
         sem = asyncio.Semaphore(self.settings.concurrency)
@@ -144,6 +145,7 @@ class LatentScanner:
         async def run(check: Check) -> list[Finding]:
             async with sem:
                 probe = await self._probe(check)
+                check.credentials = None  # not held past the probe
             return evaluate(probe, tuple(check.dependents), the_plan.platforms, quota_floor=self.settings.quota_floor)
 
         for found in await asyncio.gather(*(run(c) for c in the_plan.checks)):
