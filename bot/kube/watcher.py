@@ -31,7 +31,7 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from bot.kube import podstate
-from bot.model import PullFailure, Recovery, WorkloadRef
+from bot.model import PULL_ATTEMPT_REASONS, PullFailure, Recovery, WorkloadRef
 from bot.settings import KubeSettings
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 OnFailure = Callable[[PullFailure], Awaitable[None]]
 OnRecovery = Callable[[Recovery], Awaitable[None]]
 
-_PULL_FAMILY = {"ErrImagePull": "pull", "ImagePullBackOff": "pull"}
+# kubelet alternates a failed attempt's reason with ImagePullBackOff on every retry: one family.
+_PULL_FAMILY = dict.fromkeys((*PULL_ATTEMPT_REASONS, "ImagePullBackOff"), "pull")
 _EVENT_SELECTOR = "involvedObject.kind=Pod,type=Warning"
 _SECRET_EVENT = "FailedToRetrieveImagePullSecret"  # noqa: S105 - an event reason, not a password
 
@@ -307,6 +308,11 @@ class PodWatcher:
             if state is not None:
                 await self._recover_pod(key, "pod_deleted")
             return
+        if podstate.is_terminating(pod):
+            # Terminating (deletionTimestamp set) for its grace period, for ever on a lost node: leaving, not failing.
+            if state is not None:
+                await self._recover_pod(key, "pod_terminating")
+            return
         waits = {c.name: c for c in podstate.pull_waits(pod)}
         if state is not None:
             images = {c.name: c.image for c in podstate.containers(pod)}
@@ -336,7 +342,14 @@ class PodWatcher:
             await self._maybe_report(key, state, cname, entry)
 
     def _freshest(self, key: tuple[str, str], uid: str, cname: str, failing: _Failing) -> tuple[str, str | None]:
-        """The most specific error text known for a failing container, and the event reason it came from."""
+        """The most specific error text known for a failing container, and the event reason it came from.
+
+        The pod status is the source; events only fill in what a bare `Back-off pulling image "x"` (kubelets before
+        1.32) leaves out, and nothing depends on an event still existing (they expire after an hour)."""
+        if failing.waiting_reason == "ImagePullBackOff":
+            carried = podstate.carried_error(failing.waiting_message)
+            if carried is not None:  # kubelet >= 1.32: the back-off carries the last attempt's error
+                return carried[1], None
         if failing.waiting_reason != "ImagePullBackOff" or not podstate.is_generic_backoff(failing.waiting_message):
             return failing.waiting_message, None
         note = self._events.get((*key, cname))
@@ -412,7 +425,7 @@ class PodWatcher:
         namespace = involved.get("namespace") or (ev.get("metadata") or {}).get("namespace", "")
         if not self._wanted(namespace):
             return
-        reason, message = ev.get("reason"), str(ev.get("message") or "")
+        reason, message = ev.get("reason"), podstate.strip_combined(str(ev.get("message") or ""))
         if podstate.is_pull_error_event(reason, message):
             target = podstate.field_path_container(involved.get("fieldPath"))
             if target is None:
