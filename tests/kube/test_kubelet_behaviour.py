@@ -197,3 +197,43 @@ async def test_registry_unavailable_backoff_flip_is_not_a_new_failure(watching: 
     sim.put(o.set_waiting(pod, "app", "RegistryUnavailable", t.REGISTRY_UNAVAILABLE))
     await settle(watching)
     assert len(failures_of(watching, "p")) == 1
+
+
+# ---- point 6: Terminating pods ----
+
+
+def terminating(pod: dict[str, Any]) -> dict[str, Any]:
+    """The pod as the API server shows it after a graceful delete: deletionTimestamp and grace period set; kubelet
+    has not stopped it yet (on a lost node it never will), so its status still says what it said."""
+    new = copy.deepcopy(pod)
+    new["metadata"]["deletionTimestamp"] = "2026-11-30T03:00:00Z"
+    new["metadata"]["deletionGracePeriodSeconds"] = 30
+    return new
+
+
+async def test_terminating_pod_is_leaving_not_failing(watching: Running) -> None:
+    """A failing pod that turns Terminating is one Recovery (pod_terminating); its kubelet retries while it
+    terminates are no new failures."""
+    sim = watching.sim
+    pod = sim.put(o.pod("p", NS, t.GHCR_IMAGE, waiting={"app": ("ErrImagePull", t.GHCR_ERR_IMAGE_PULL)}))
+    await eventually(lambda: failures_of(watching, "p"))
+    pod = sim.put(terminating(pod))
+    await eventually(lambda: watching.seen.recoveries)
+    sim.put(o.set_waiting(pod, "app", "ImagePullBackOff", t.GHCR_BACKOFF_OLD))
+    await settle(watching)
+    assert [(r.pod, r.reason) for r in watching.seen.recoveries] == [("p", "pod_terminating")]
+    assert len(failures_of(watching, "p")) == 1
+    assert watching.watcher.failing_pods == 1  # only the marker
+
+
+async def test_terminating_pod_at_start_is_not_reported(
+    api: k8s.ApiClient, sim: SimCluster, kube_settings: KubeSettings
+) -> None:
+    """A pod stuck Terminating on a lost node, still showing its pull error, is not a failure at start-up."""
+    sim.put(terminating(o.pod("p", NS, t.GHCR_IMAGE, waiting={"app": ("ErrImagePull", t.GHCR_ERR_IMAGE_PULL)})))
+    run, task = await start(api, sim, kube_settings)
+    try:
+        await settle(run)
+        assert failures_of(run, "p") == []
+    finally:
+        task.cancel()
