@@ -31,6 +31,7 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from bot.kube import podstate
+from bot.kube.observations import ObservationQueue
 from bot.model import PULL_ATTEMPT_REASONS, PullFailure, Recovery, WorkloadRef
 from bot.settings import KubeSettings
 
@@ -102,6 +103,9 @@ class PodWatcher:
         page_size: int = 250,  # a parsed page of 500 pods costs ~15 MB of transient RSS; 250 halves it
         max_event_notes: int = 20_000,
         owner_cache_size: int = 4096,
+        workers: int = 4,
+        api_timeout_s: float = 30.0,
+        silence_s: float = 120.0,
     ) -> None:
         self._core = client.CoreV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
@@ -117,6 +121,14 @@ class PodWatcher:
         self._page_size = page_size
         self._max_event_notes = max_event_notes
         self._owner_cache_size = owner_cache_size
+        self._api_timeout_s = api_timeout_s
+        # A watch that delivers nothing (no change, no bookmark: real servers send one about every minute) for this
+        # long is taken for stuck and restarted; while a stream stays silent past it, `stuck_streams` names it.
+        self._silence_s = silence_s
+        self._last_heard: dict[str, float] = {}
+        self.stalls = 0  # watches restarted because they were silent past the deadline
+        # Observations go to a bounded worker pool: the watch loops never wait for a diagnosis.
+        self.observations = ObservationQueue(on_failure, on_recovery, workers=workers, name=f"watcher {cluster}")
         self.synced = asyncio.Event()
         self.restarts = 0  # streams re-established after a drop, an error or 410 Gone
         self.relists = 0  # lists made after the first ones (410 Gone)
@@ -131,15 +143,30 @@ class PodWatcher:
         """How many pods have a container failing to pull right now."""
         return len(self._pods)
 
+    def stuck_streams(self) -> list[str]:
+        """The streams (pods, events) that delivered nothing and could not reconnect for longer than the deadline
+        (the silence deadline, then the time a reconnect may take)."""
+        now = time.monotonic()
+        limit = self._silence_s + self._api_timeout_s
+        return [what for what, at in self._last_heard.items() if now - at > limit]
+
     async def run(self) -> None:
-        """List, then watch pods and events until cancelled."""
-        events_rv = await self._retrying("events", self._list_events)
-        pods_rv = await self._retrying("pods", self._list_pods)
-        self.synced.set()
-        log.info("watcher %s: synced, %d pods failing", self.cluster, len(self._pods))
+        """List, then watch pods and events until cancelled.
+
+        The events watch starts as soon as the events are listed, not after the (possibly long) pod list: its
+        resourceVersion would otherwise have left the server's watch history by then, a certain 410 and a relist.
+        `synced` is set once both lists are read and what they showed has been delivered."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._stream("events", events_rv))
-            tg.create_task(self._stream("pods", pods_rv))
+            tg.create_task(self.observations.run(), name="observations")
+            self._last_heard["events"] = time.monotonic()
+            events_rv = await self._retrying("events", self._list_events)
+            tg.create_task(self._stream("events", events_rv), name="events")
+            self._last_heard["pods"] = time.monotonic()
+            pods_rv = await self._retrying("pods", self._list_pods)
+            tg.create_task(self._stream("pods", pods_rv), name="pods")
+            await self.observations.join()
+            self.synced.set()
+            log.info("watcher %s: synced, %d pods failing", self.cluster, len(self._pods))
 
     # ---- stream loops ----
 
@@ -172,6 +199,11 @@ class PodWatcher:
                 rv = await self._retrying(what, list_fn)
                 attempt = 0
             except (_HttpError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                if isinstance(exc, TimeoutError):
+                    self.stalls += 1
+                    log.warning(
+                        "watcher %s: %s watch silent for %.1fs, restarting it", self.cluster, what, self._silence_s
+                    )
                 attempt += 1
                 await self._backoff(what, attempt, exc)
 
@@ -186,6 +218,7 @@ class PodWatcher:
     # ---- HTTP ----
 
     async def _call(self, what: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        kwargs.setdefault("_request_timeout", aiohttp.ClientTimeout(total=self._api_timeout_s))
         raw: Any
         if what == "pods":
             raw = await self._core.list_pod_for_all_namespaces(_preload_content=False, **kwargs)
@@ -209,11 +242,13 @@ class PodWatcher:
             kwargs: dict[str, Any] = {"limit": self._page_size}
             if token:
                 kwargs["_continue"] = token
-            resp = await self._call(what, **kwargs)
-            try:
-                page = json.loads(await resp.read())
-            finally:
-                resp.release()
+            async with asyncio.timeout(self._api_timeout_s):
+                resp = await self._call(what, **kwargs)
+                try:
+                    page = json.loads(await resp.read())
+                finally:
+                    resp.release()
+            self._last_heard[what] = time.monotonic()
             meta = page.get("metadata") or {}
             yield page.get("items") or [], str(meta.get("resourceVersion", ""))
             token = meta.get("continue")
@@ -221,7 +256,8 @@ class PodWatcher:
                 return
 
     async def _watch(self, what: str, rv: str) -> tuple[str, bool]:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self._watch_timeout_s + 30)
+        # sock_read bounds the wait for the answer and for every next line: a silent stream raises TimeoutError.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self._silence_s)
         resp = await self._call(
             what,
             watch=True,
@@ -231,9 +267,11 @@ class PodWatcher:
             _request_timeout=timeout,
         )
         delivered = False
+        self._last_heard[what] = time.monotonic()
         try:
             buf = bytearray()
             async for chunk in resp.content.iter_any():
+                self._last_heard[what] = time.monotonic()
                 buf.extend(chunk)
                 while (nl := buf.find(b"\n")) >= 0:
                     line = bytes(buf[:nl])
@@ -385,10 +423,7 @@ class PodWatcher:
             event_reason=event_reason,
             observed_at=datetime.now(UTC),
         )
-        try:
-            await self._on_failure(failure)
-        except Exception:
-            log.exception("watcher %s: on_failure failed for %s/%s %s", self.cluster, key[0], key[1], cname)
+        self.observations.put(failure)
 
     async def _recover_pod(self, key: tuple[str, str], reason: str) -> None:
         state = self._pods.pop(key, None)
@@ -411,10 +446,7 @@ class PodWatcher:
             reason=reason,
             observed_at=datetime.now(UTC),
         )
-        try:
-            await self._on_recovery(recovery)
-        except Exception:
-            log.exception("watcher %s: on_recovery failed for %s/%s %s", self.cluster, key[0], key[1], cname)
+        self.observations.put(recovery)
 
     # ---- events ----
 
@@ -473,15 +505,21 @@ class PodWatcher:
                 guess = WorkloadRef("Deployment", deployment)
         resp: Any
         try:
-            if kind == "ReplicaSet":
-                resp = await self._apps.read_namespaced_replica_set(name, namespace, _preload_content=False)
-            else:
-                resp = await self._batch.read_namespaced_job(name, namespace, _preload_content=False)
-            try:
-                status = resp.status
-                body = json.loads(await resp.read()) if status == 200 else None
-            finally:
-                resp.release()
+            async with asyncio.timeout(self._api_timeout_s):
+                timeout = aiohttp.ClientTimeout(total=self._api_timeout_s)
+                if kind == "ReplicaSet":
+                    resp = await self._apps.read_namespaced_replica_set(
+                        name, namespace, _preload_content=False, _request_timeout=timeout
+                    )
+                else:
+                    resp = await self._batch.read_namespaced_job(
+                        name, namespace, _preload_content=False, _request_timeout=timeout
+                    )
+                try:
+                    status = resp.status
+                    body = json.loads(await resp.read()) if status == 200 else None
+                finally:
+                    resp.release()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.info("watcher %s: owner %s/%s unreadable (%s), guessing %s", self.cluster, kind, name, exc, guess)
             return guess
