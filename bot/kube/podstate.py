@@ -61,7 +61,12 @@ def containers(pod: Mapping[str, Any]) -> Iterator[ContainerView]:
             if "waiting" in state:
                 waiting = state["waiting"] or {}
                 last = st.get("lastState") or {}
-                ran = bool(st.get("containerID")) or "terminated" in last or int(st.get("restartCount") or 0) > 0
+                restarts = st.get("restartCount")
+                ran = (
+                    bool(st.get("containerID"))
+                    or (isinstance(last, dict) and "terminated" in last)
+                    or (isinstance(restarts, int) and restarts > 0)
+                )
                 yield ContainerView(
                     name,
                     kind,

@@ -287,6 +287,8 @@ class PodWatcher:
 
     async def _watch_line(self, what: str, line: bytes, rv: str) -> str:
         event = json.loads(line)
+        if not isinstance(event, dict) or not isinstance(event.get("object") or {}, dict):
+            raise ValueError(f"not a watch event: {line[:100]!r}")
         type_ = event.get("type")
         obj = event.get("object") or {}
         if type_ == "ERROR":
@@ -297,10 +299,19 @@ class PodWatcher:
         if type_ == "BOOKMARK":
             return new_rv
         if what == "pods":
-            await self._pod_changed(obj, deleted=type_ == "DELETED")
+            await self._guarded(self._pod_changed(obj, deleted=type_ == "DELETED"), obj)
         elif type_ != "DELETED":
-            await self._event_seen(obj)
+            await self._guarded(self._event_seen(obj), obj)
         return new_rv
+
+    async def _guarded(self, step: Awaitable[None], obj: Any) -> None:
+        """One object's processing: an object of an unexpected shape is logged and skipped, never ends a stream."""
+        try:
+            await step
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            name = meta.get("name") if isinstance(meta, dict) else None
+            log.warning("watcher %s: skipped an object of unexpected shape (%s): %s", self.cluster, name, exc)
 
     # ---- lists and reconciliation ----
 
@@ -309,7 +320,7 @@ class PodWatcher:
         async for items, page_rv in self._pages("events"):
             rv = rv or page_rv
             for item in items:
-                await self._event_seen(item)
+                await self._guarded(self._event_seen(item), item)
         return rv
 
     async def _list_pods(self) -> str:
@@ -318,9 +329,9 @@ class PodWatcher:
         async for items, page_rv in self._pages("pods"):
             rv = rv or page_rv
             for item in items:
-                meta = item.get("metadata") or {}
+                meta = (item.get("metadata") if isinstance(item, dict) else None) or {}
                 seen.add((meta.get("namespace", ""), meta.get("name", "")))
-                await self._pod_changed(item, deleted=False)
+                await self._guarded(self._pod_changed(item, deleted=False), item)
         for key in [k for k in self._pods if k not in seen]:
             await self._recover_pod(key, "pod_deleted")
         return rv

@@ -237,3 +237,15 @@ async def test_terminating_pod_at_start_is_not_reported(
         assert failures_of(run, "p") == []
     finally:
         task.cancel()
+
+
+async def test_objects_of_unexpected_shape_do_not_stop_the_watch(watching: Running) -> None:
+    """A pod whose status has an unexpected shape is skipped (logged); later pods are still seen."""
+    sim = watching.sim
+    odd = o.pod("odd", NS, t.GHCR_IMAGE, waiting={"app": ("ErrImagePull", t.GHCR_ERR_IMAGE_PULL)})
+    odd["status"]["containerStatuses"][0]["restartCount"] = "many"
+    odd["status"]["containerStatuses"][0]["lastState"] = "gone"
+    odd["status"]["initContainerStatuses"] = ["not-an-object"]
+    sim.put(odd)
+    await settle(watching)
+    assert watching.watcher.failing_pods >= 1
