@@ -220,6 +220,9 @@ class Bot:
             self.settings.kube,
             self.pipeline.on_failure,
             self.pipeline.on_recovery,
+            workers=self.settings.kube.diagnosis_workers,
+            api_timeout_s=self.settings.kube.api_timeout_s,
+            silence_s=self.settings.kube.watch_silence_s,
         )
         try:
             async with asyncio.TaskGroup() as tg:
@@ -372,7 +375,8 @@ class Bot:
     # ---- health ----
 
     def health(self) -> web.Application:
-        """`/metrics`, `/healthz`, `/readyz` (database answers; the watch has synced when this replica leads)."""
+        """`/metrics`, `/healthz`, `/readyz` (database answers; when this replica leads: the watch has synced and no
+        stream has been silent past its deadline)."""
 
         async def db() -> bool:
             return await self.store.ping()
@@ -382,7 +386,15 @@ class Bot:
                 return True  # a follower is ready when it can answer Slack
             return self.watcher is not None and self.watcher.synced.is_set()
 
-        return health_app(self.metrics, {"database": db, "watch_synced": synced})
+        async def streams() -> bool:
+            if not self.is_leader.is_set() or self.watcher is None:
+                return True
+            stuck = self.watcher.stuck_streams()
+            if stuck:
+                log.warning("readyz: %s stream(s) silent past the deadline: %s", self.cluster, ", ".join(stuck))
+            return not stuck
+
+        return health_app(self.metrics, {"database": db, "watch_synced": synced, "watch_streams": streams})
 
     async def close(self) -> None:
         """Close the registry, Kubernetes and database clients."""

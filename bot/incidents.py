@@ -493,6 +493,7 @@ _EPOCH = datetime(1970, 1, 1).astimezone()
 _REASONS = {
     "started": "the container started",
     "pod_deleted": "the pod was deleted",
+    "pod_terminating": "the pod is being deleted",
     "image_changed": "the image was changed",
     "not_failing": "the pod no longer fails to pull",
 }

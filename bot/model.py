@@ -52,9 +52,22 @@ REGISTRY_LEVEL_CAUSES: frozenset[Cause] = frozenset(
     }
 )
 
+# Every waiting reason kubelet gives a container whose image it could not get: pkg/kubelet/images/types.go
+# (ImagePullBackOff, ImageInspectError, ErrImagePull, ErrImageNeverPull, InvalidImageName; RegistryUnavailable before
+# 1.27) and k8s.io/cri-api/pkg/errors (RegistryUnavailable, SignatureValidationFailed, returned by evalCRIPullErr).
 PULL_WAITING_REASONS: frozenset[str] = frozenset(
-    {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "RegistryUnavailable",
+        "SignatureValidationFailed",
+        "ImageInspectError",
+    }
 )
+# The reasons a failed pull attempt gives; kubelet alternates each with ImagePullBackOff while it retries.
+PULL_ATTEMPT_REASONS: frozenset[str] = frozenset({"ErrImagePull", "RegistryUnavailable", "SignatureValidationFailed"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +111,7 @@ class Recovery:
     container: str
     image: str
     workload: WorkloadRef
-    reason: str  # "started" | "pod_deleted" | "image_changed"
+    reason: str  # "started" | "pod_deleted" | "pod_terminating" | "image_changed"
     observed_at: datetime | None = None
 
 

@@ -99,7 +99,7 @@ class Pipeline:
     async def on_recovery(self, recovery: Recovery) -> None:
         """Watcher callback: a container started or its pod went away."""
         self.stats.recoveries_seen += 1
-        if recovery.reason == "pod_deleted":
+        if recovery.reason in ("pod_deleted", "pod_terminating"):
             self._failing.discard((recovery.namespace, recovery.pod))
         async with self._save_lock:
             await self._apply(self._book.recover(recovery, self._clock()))

@@ -33,6 +33,11 @@ class KubeSettings(BaseModel):
     exclude_namespaces: list[str] = Field(default_factory=lambda: ["kube-system"])
     # Namespaces whose Secrets the bot may read for verification (empty: all it has RBAC for).
     secret_namespaces: list[str] = Field(default_factory=list)
+    # Never stall: diagnoses run in this many workers; every list/read has this timeout; a watch silent (no change,
+    # no bookmark) for watch_silence_s is restarted, and /readyz fails while a stream stays silent past it.
+    diagnosis_workers: int = Field(default=4, ge=1, le=64)
+    api_timeout_s: float = Field(default=30.0, gt=0)
+    watch_silence_s: float = Field(default=120.0, gt=0)
 
 
 class RegistrySettings(BaseModel):

@@ -134,7 +134,11 @@ async def test_healthz_and_readyz_follow_the_database(world: World, tmp_path: Pa
         await until(lambda: _synced(bot), what="watch synced")
         assert (await _get(bot, "/healthz"))[0] == 200
         status, body = await _get(bot, "/readyz")
-        assert status == 200 and json.loads(body)["checks"] == {"database": True, "watch_synced": True}
+        assert status == 200 and json.loads(body)["checks"] == {
+            "database": True,
+            "watch_synced": True,
+            "watch_streams": True,
+        }
 
         # the database goes away: no pooled connection, and the file is replaced by a directory
         await bot.store.engine.dispose()
@@ -149,6 +153,31 @@ async def test_healthz_and_readyz_follow_the_database(world: World, tmp_path: Pa
         await asyncio.to_thread(shutil.move, aside, db)
         await bot.store.engine.dispose()
         assert (await _get(bot, "/readyz"))[0] == 200
+
+
+async def test_readyz_fails_while_a_watch_stream_is_stuck(world: World, tmp_path: Path) -> None:
+    """A leader whose watch streams are silent past the deadline and cannot reconnect is not ready (issue 13
+    point 5); it is ready again once the API server answers."""
+    settings = bot_settings(world, f"sqlite+aiosqlite:///{tmp_path / 'stuck.db'}")
+    settings.kube.watch_silence_s = 1.0
+    settings.kube.api_timeout_s = 0.5
+    async with running(settings) as bot:
+        await until(lambda: _synced(bot), what="watch synced")
+        assert (await _get(bot, "/readyz"))[0] == 200
+        world.cluster.faults.latency_s = 30.0  # the API server accepts connections and answers nothing
+        world.cluster.faults.drop_watches()
+
+        async def stuck() -> bool:
+            status, body = await _get(bot, "/readyz")
+            return status == 503 and json.loads(body)["checks"]["watch_streams"] is False
+
+        await until(stuck, timeout=10, what="readyz 503 with watch_streams false")
+        world.cluster.faults.latency_s = 0.0
+
+        async def ready() -> bool:
+            return (await _get(bot, "/readyz"))[0] == 200
+
+        await until(ready, timeout=10, what="ready again")
 
 
 async def _synced(bot: Bot) -> bool:

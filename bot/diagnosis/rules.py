@@ -355,5 +355,7 @@ RULES: tuple[Rule, ...] = (
 REASON_CAUSES: dict[str, Cause] = {
     "InvalidImageName": Cause.INVALID_IMAGE_NAME,
     "ErrImageNeverPull": Cause.NEVER_PULL,
+    # kubelet's waiting reason when the runtime refused the image's signature (k8s.io/cri-api/pkg/errors).
+    "SignatureValidationFailed": Cause.SIGNATURE_OR_POLICY,
     "FailedToRetrieveImagePullSecret": Cause.AUTH_FAILED,
 }

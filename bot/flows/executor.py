@@ -115,7 +115,7 @@ class Executor:
             return
         ns, name = p.namespace, p.target
         if p.action is ActionKind.DELETE_POD:
-            result = await self.kube.delete_pod(ns, name, dry_run=False)
+            result = await self.kube.delete_pod(ns, name, dry_run=False, uid=p.params.get("uid") or None)
         elif p.action is ActionKind.LINK_SECRET:
             result = await self.kube.link_secret(ns, name, p.params.get("secret", ""), dry_run=False)
         elif p.action is ActionKind.RECREATE_SECRET and p.params.get("mode") == "copy":

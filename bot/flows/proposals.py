@@ -35,6 +35,8 @@ class Proposals:
         params: dict[str, str] = {}
         if cmd.verb is Verb.DELETE_POD:
             dry = await self.kube.delete_pod(ns, name, dry_run=True)
+            if dry.target_uid:
+                params["uid"] = dry.target_uid  # approval deletes this pod, never a later one of the same name
         elif cmd.verb is Verb.LINK_SECRET:
             secret = cmd.secret or ""
             params["secret"] = secret

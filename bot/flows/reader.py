@@ -11,7 +11,14 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from bot.kube.inspect import Inspector
 from bot.kube.owners import owner_refs
-from bot.kube.podstate import field_path_container, is_generic_backoff, is_pull_error_event, pull_waits
+from bot.kube.podstate import (
+    carried_error,
+    field_path_container,
+    is_generic_backoff,
+    is_pull_error_event,
+    pull_waits,
+    strip_combined,
+)
 from bot.model import PullFailure, WorkloadRef
 
 
@@ -45,8 +52,11 @@ class PodReader:
         return chain[-1] if chain else WorkloadRef("Pod", pod_name)
 
     async def _freshest_message(self, namespace: str, pod: str, container: str, waiting: str) -> tuple[str, str | None]:
-        """The runtime's error: the waiting message, or the latest Failed event when the message says only
-        "Back-off pulling image"."""
+        """The runtime's error: the waiting message (the error a kubelet >= 1.32 back-off carries), or the latest
+        Failed event when the message says only "Back-off pulling image"."""
+        carried = carried_error(waiting)
+        if carried is not None:
+            return carried[1], None
         if not is_generic_backoff(waiting):
             return waiting, None
         try:
@@ -63,7 +73,7 @@ class PodReader:
             if is_pull_error_event(ev.reason, ev.message):
                 stamp = str(ev.last_timestamp or ev.event_time or ev.metadata.creation_timestamp or "")
                 if best is None or stamp >= best[0]:
-                    best = (stamp, str(ev.message))
+                    best = (stamp, strip_combined(str(ev.message)))
         return (best[1], "Failed") if best else (waiting, None)
 
     async def failures_of_pod(self, namespace: str, pod: str) -> list[PullFailure]:

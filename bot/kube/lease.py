@@ -1,11 +1,13 @@
 """Leader election on a coordination.k8s.io/v1 Lease, after client-go's leaderelection package.
 
 One replica holds the Lease and does the work (watching, posting to Slack); the others wait. The holder writes
-`renewTime` every `renew_s`; anyone may take the Lease once `renewTime + leaseDurationSeconds` has passed, or
-at once when it was released (no holder). Writes carry the resourceVersion they read, so of two replicas racing
-for an expired Lease exactly one wins (the other gets 409 Conflict). A leader that cannot renew for
-`renew_deadline_s` (shorter than the lease duration) steps down before anyone else could take over, so two
-leaders never overlap as long as the replicas' clocks roughly agree (renewTime is compared with local time).
+`renewTime` every `renew_s`; anyone may take the Lease once it has seen no change of it for `leaseDurationSeconds`
+of its own monotonic clock, or at once when it was released (no holder). As client-go's leaderelection does
+(`observedRecord`/`observedTime`), expiry is measured from when THIS replica observed the last change of the record,
+never from the holder's `renewTime`: a holder whose clock runs behind is not robbed of a live Lease, and a holder
+whose clock ran ahead and then died does not keep it for ever. Writes carry the resourceVersion they read, so of two
+replicas racing for an expired Lease exactly one wins (the other gets 409 Conflict). A leader that cannot renew for
+`renew_deadline_s` (shorter than the lease duration) steps down before anyone else could take over.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import enum
 import logging
 import math
 import random
+import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes_asyncio import client as k8s
@@ -63,6 +66,7 @@ class LeaderElector:
         on_started_leading: Callback | None = None,
         on_stopped_leading: Callback | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         deadline = renew_deadline_s if renew_deadline_s is not None else lease_duration_s * 2 / 3
         if not identity:
@@ -84,6 +88,9 @@ class LeaderElector:
         self._on_started = on_started_leading
         self._on_stopped = on_stopped_leading
         self._clock = clock
+        self._monotonic = monotonic
+        self._observed_record: tuple[Any, ...] | None = None  # the Lease spec as last read
+        self._observed_at = 0.0  # this replica's monotonic time when that record last changed
         self.is_leader = asyncio.Event()  # set while this replica holds the Lease
         self.lost = asyncio.Event()  # set when this replica stops leading (lost, stepped down or released)
         self.observed_holder: str | None = None  # the holder seen at the last read
@@ -196,7 +203,8 @@ class LeaderElector:
         holder = (spec.holder_identity if spec else None) or None
         transitions = (spec.lease_transitions if spec else None) or 0
         self.observed_holder, self.transitions = holder, transitions
-        if holder is not None and holder != self.identity and not self._expired(spec, now):
+        self._observe(spec)
+        if holder is not None and holder != self.identity and not self._expired(spec):
             return _Try.OTHER
         if holder == self.identity:
             acquire = _aware(spec.acquire_time) or now
@@ -215,12 +223,27 @@ class LeaderElector:
         self.observed_holder, self.transitions = self.identity, transitions
         return _Try.HELD
 
-    def _expired(self, spec: Any, now: datetime) -> bool:
-        renew = _aware(spec.renew_time) or _aware(spec.acquire_time)
-        if renew is None:
-            return True
-        duration = spec.lease_duration_seconds or math.ceil(self.lease_duration_s)
-        return renew + timedelta(seconds=duration) < now
+    def _observe(self, spec: Any) -> None:
+        """Remember when this replica saw the Lease record change (any field the holder writes)."""
+        record = (
+            None
+            if spec is None
+            else (
+                spec.holder_identity,
+                spec.renew_time,
+                spec.acquire_time,
+                spec.lease_transitions,
+                spec.lease_duration_seconds,
+            )
+        )
+        if record != self._observed_record:
+            self._observed_record = record
+            self._observed_at = self._monotonic()
+
+    def _expired(self, spec: Any) -> bool:
+        """No change of the record for a lease duration, by this replica's clock since it observed the last one."""
+        duration = (spec.lease_duration_seconds if spec is not None else None) or math.ceil(self.lease_duration_s)
+        return self._monotonic() > self._observed_at + duration
 
     def _body(
         self,

@@ -31,7 +31,8 @@ import aiohttp
 from kubernetes_asyncio import client
 
 from bot.kube import podstate
-from bot.model import PullFailure, Recovery, WorkloadRef
+from bot.kube.observations import ObservationQueue
+from bot.model import PULL_ATTEMPT_REASONS, PullFailure, Recovery, WorkloadRef
 from bot.settings import KubeSettings
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 OnFailure = Callable[[PullFailure], Awaitable[None]]
 OnRecovery = Callable[[Recovery], Awaitable[None]]
 
-_PULL_FAMILY = {"ErrImagePull": "pull", "ImagePullBackOff": "pull"}
+# kubelet alternates a failed attempt's reason with ImagePullBackOff on every retry: one family.
+_PULL_FAMILY = dict.fromkeys((*PULL_ATTEMPT_REASONS, "ImagePullBackOff"), "pull")
 _EVENT_SELECTOR = "involvedObject.kind=Pod,type=Warning"
 _SECRET_EVENT = "FailedToRetrieveImagePullSecret"  # noqa: S105 - an event reason, not a password
 
@@ -101,6 +103,9 @@ class PodWatcher:
         page_size: int = 250,  # a parsed page of 500 pods costs ~15 MB of transient RSS; 250 halves it
         max_event_notes: int = 20_000,
         owner_cache_size: int = 4096,
+        workers: int = 4,
+        api_timeout_s: float = 30.0,
+        silence_s: float = 120.0,
     ) -> None:
         self._core = client.CoreV1Api(api_client)
         self._apps = client.AppsV1Api(api_client)
@@ -116,6 +121,14 @@ class PodWatcher:
         self._page_size = page_size
         self._max_event_notes = max_event_notes
         self._owner_cache_size = owner_cache_size
+        self._api_timeout_s = api_timeout_s
+        # A watch that delivers nothing (no change, no bookmark: real servers send one about every minute) for this
+        # long is taken for stuck and restarted; while a stream stays silent past it, `stuck_streams` names it.
+        self._silence_s = silence_s
+        self._last_heard: dict[str, float] = {}
+        self.stalls = 0  # watches restarted because they were silent past the deadline
+        # Observations go to a bounded worker pool: the watch loops never wait for a diagnosis.
+        self.observations = ObservationQueue(on_failure, on_recovery, workers=workers, name=f"watcher {cluster}")
         self.synced = asyncio.Event()
         self.restarts = 0  # streams re-established after a drop, an error or 410 Gone
         self.relists = 0  # lists made after the first ones (410 Gone)
@@ -130,15 +143,30 @@ class PodWatcher:
         """How many pods have a container failing to pull right now."""
         return len(self._pods)
 
+    def stuck_streams(self) -> list[str]:
+        """The streams (pods, events) that delivered nothing and could not reconnect for longer than the deadline
+        (the silence deadline, then the time a reconnect may take)."""
+        now = time.monotonic()
+        limit = self._silence_s + self._api_timeout_s
+        return [what for what, at in self._last_heard.items() if now - at > limit]
+
     async def run(self) -> None:
-        """List, then watch pods and events until cancelled."""
-        events_rv = await self._retrying("events", self._list_events)
-        pods_rv = await self._retrying("pods", self._list_pods)
-        self.synced.set()
-        log.info("watcher %s: synced, %d pods failing", self.cluster, len(self._pods))
+        """List, then watch pods and events until cancelled.
+
+        The events watch starts as soon as the events are listed, not after the (possibly long) pod list: its
+        resourceVersion would otherwise have left the server's watch history by then, a certain 410 and a relist.
+        `synced` is set once both lists are read and what they showed has been delivered."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._stream("events", events_rv))
-            tg.create_task(self._stream("pods", pods_rv))
+            tg.create_task(self.observations.run(), name="observations")
+            self._last_heard["events"] = time.monotonic()
+            events_rv = await self._retrying("events", self._list_events)
+            tg.create_task(self._stream("events", events_rv), name="events")
+            self._last_heard["pods"] = time.monotonic()
+            pods_rv = await self._retrying("pods", self._list_pods)
+            tg.create_task(self._stream("pods", pods_rv), name="pods")
+            await self.observations.join()
+            self.synced.set()
+            log.info("watcher %s: synced, %d pods failing", self.cluster, len(self._pods))
 
     # ---- stream loops ----
 
@@ -171,6 +199,11 @@ class PodWatcher:
                 rv = await self._retrying(what, list_fn)
                 attempt = 0
             except (_HttpError, aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                if isinstance(exc, TimeoutError):
+                    self.stalls += 1
+                    log.warning(
+                        "watcher %s: %s watch silent for %.1fs, restarting it", self.cluster, what, self._silence_s
+                    )
                 attempt += 1
                 await self._backoff(what, attempt, exc)
 
@@ -185,6 +218,7 @@ class PodWatcher:
     # ---- HTTP ----
 
     async def _call(self, what: str, **kwargs: Any) -> aiohttp.ClientResponse:
+        kwargs.setdefault("_request_timeout", aiohttp.ClientTimeout(total=self._api_timeout_s))
         raw: Any
         if what == "pods":
             raw = await self._core.list_pod_for_all_namespaces(_preload_content=False, **kwargs)
@@ -208,11 +242,13 @@ class PodWatcher:
             kwargs: dict[str, Any] = {"limit": self._page_size}
             if token:
                 kwargs["_continue"] = token
-            resp = await self._call(what, **kwargs)
-            try:
-                page = json.loads(await resp.read())
-            finally:
-                resp.release()
+            async with asyncio.timeout(self._api_timeout_s):
+                resp = await self._call(what, **kwargs)
+                try:
+                    page = json.loads(await resp.read())
+                finally:
+                    resp.release()
+            self._last_heard[what] = time.monotonic()
             meta = page.get("metadata") or {}
             yield page.get("items") or [], str(meta.get("resourceVersion", ""))
             token = meta.get("continue")
@@ -220,7 +256,8 @@ class PodWatcher:
                 return
 
     async def _watch(self, what: str, rv: str) -> tuple[str, bool]:
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self._watch_timeout_s + 30)
+        # sock_read bounds the wait for the answer and for every next line: a silent stream raises TimeoutError.
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=self._silence_s)
         resp = await self._call(
             what,
             watch=True,
@@ -230,9 +267,11 @@ class PodWatcher:
             _request_timeout=timeout,
         )
         delivered = False
+        self._last_heard[what] = time.monotonic()
         try:
             buf = bytearray()
             async for chunk in resp.content.iter_any():
+                self._last_heard[what] = time.monotonic()
                 buf.extend(chunk)
                 while (nl := buf.find(b"\n")) >= 0:
                     line = bytes(buf[:nl])
@@ -248,6 +287,8 @@ class PodWatcher:
 
     async def _watch_line(self, what: str, line: bytes, rv: str) -> str:
         event = json.loads(line)
+        if not isinstance(event, dict) or not isinstance(event.get("object") or {}, dict):
+            raise ValueError(f"not a watch event: {line[:100]!r}")
         type_ = event.get("type")
         obj = event.get("object") or {}
         if type_ == "ERROR":
@@ -258,10 +299,19 @@ class PodWatcher:
         if type_ == "BOOKMARK":
             return new_rv
         if what == "pods":
-            await self._pod_changed(obj, deleted=type_ == "DELETED")
+            await self._guarded(self._pod_changed(obj, deleted=type_ == "DELETED"), obj)
         elif type_ != "DELETED":
-            await self._event_seen(obj)
+            await self._guarded(self._event_seen(obj), obj)
         return new_rv
+
+    async def _guarded(self, step: Awaitable[None], obj: Any) -> None:
+        """One object's processing: an object of an unexpected shape is logged and skipped, never ends a stream."""
+        try:
+            await step
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            name = meta.get("name") if isinstance(meta, dict) else None
+            log.warning("watcher %s: skipped an object of unexpected shape (%s): %s", self.cluster, name, exc)
 
     # ---- lists and reconciliation ----
 
@@ -270,7 +320,7 @@ class PodWatcher:
         async for items, page_rv in self._pages("events"):
             rv = rv or page_rv
             for item in items:
-                await self._event_seen(item)
+                await self._guarded(self._event_seen(item), item)
         return rv
 
     async def _list_pods(self) -> str:
@@ -279,9 +329,9 @@ class PodWatcher:
         async for items, page_rv in self._pages("pods"):
             rv = rv or page_rv
             for item in items:
-                meta = item.get("metadata") or {}
+                meta = (item.get("metadata") if isinstance(item, dict) else None) or {}
                 seen.add((meta.get("namespace", ""), meta.get("name", "")))
-                await self._pod_changed(item, deleted=False)
+                await self._guarded(self._pod_changed(item, deleted=False), item)
         for key in [k for k in self._pods if k not in seen]:
             await self._recover_pod(key, "pod_deleted")
         return rv
@@ -306,6 +356,11 @@ class PodWatcher:
         if deleted:
             if state is not None:
                 await self._recover_pod(key, "pod_deleted")
+            return
+        if podstate.is_terminating(pod):
+            # Terminating (deletionTimestamp set) for its grace period, for ever on a lost node: leaving, not failing.
+            if state is not None:
+                await self._recover_pod(key, "pod_terminating")
             return
         waits = {c.name: c for c in podstate.pull_waits(pod)}
         if state is not None:
@@ -336,7 +391,14 @@ class PodWatcher:
             await self._maybe_report(key, state, cname, entry)
 
     def _freshest(self, key: tuple[str, str], uid: str, cname: str, failing: _Failing) -> tuple[str, str | None]:
-        """The most specific error text known for a failing container, and the event reason it came from."""
+        """The most specific error text known for a failing container, and the event reason it came from.
+
+        The pod status is the source; events only fill in what a bare `Back-off pulling image "x"` (kubelets before
+        1.32) leaves out, and nothing depends on an event still existing (they expire after an hour)."""
+        if failing.waiting_reason == "ImagePullBackOff":
+            carried = podstate.carried_error(failing.waiting_message)
+            if carried is not None:  # kubelet >= 1.32: the back-off carries the last attempt's error
+                return carried[1], None
         if failing.waiting_reason != "ImagePullBackOff" or not podstate.is_generic_backoff(failing.waiting_message):
             return failing.waiting_message, None
         note = self._events.get((*key, cname))
@@ -372,10 +434,7 @@ class PodWatcher:
             event_reason=event_reason,
             observed_at=datetime.now(UTC),
         )
-        try:
-            await self._on_failure(failure)
-        except Exception:
-            log.exception("watcher %s: on_failure failed for %s/%s %s", self.cluster, key[0], key[1], cname)
+        self.observations.put(failure)
 
     async def _recover_pod(self, key: tuple[str, str], reason: str) -> None:
         state = self._pods.pop(key, None)
@@ -398,10 +457,7 @@ class PodWatcher:
             reason=reason,
             observed_at=datetime.now(UTC),
         )
-        try:
-            await self._on_recovery(recovery)
-        except Exception:
-            log.exception("watcher %s: on_recovery failed for %s/%s %s", self.cluster, key[0], key[1], cname)
+        self.observations.put(recovery)
 
     # ---- events ----
 
@@ -412,7 +468,7 @@ class PodWatcher:
         namespace = involved.get("namespace") or (ev.get("metadata") or {}).get("namespace", "")
         if not self._wanted(namespace):
             return
-        reason, message = ev.get("reason"), str(ev.get("message") or "")
+        reason, message = ev.get("reason"), podstate.strip_combined(str(ev.get("message") or ""))
         if podstate.is_pull_error_event(reason, message):
             target = podstate.field_path_container(involved.get("fieldPath"))
             if target is None:
@@ -460,15 +516,21 @@ class PodWatcher:
                 guess = WorkloadRef("Deployment", deployment)
         resp: Any
         try:
-            if kind == "ReplicaSet":
-                resp = await self._apps.read_namespaced_replica_set(name, namespace, _preload_content=False)
-            else:
-                resp = await self._batch.read_namespaced_job(name, namespace, _preload_content=False)
-            try:
-                status = resp.status
-                body = json.loads(await resp.read()) if status == 200 else None
-            finally:
-                resp.release()
+            async with asyncio.timeout(self._api_timeout_s):
+                timeout = aiohttp.ClientTimeout(total=self._api_timeout_s)
+                if kind == "ReplicaSet":
+                    resp = await self._apps.read_namespaced_replica_set(
+                        name, namespace, _preload_content=False, _request_timeout=timeout
+                    )
+                else:
+                    resp = await self._batch.read_namespaced_job(
+                        name, namespace, _preload_content=False, _request_timeout=timeout
+                    )
+                try:
+                    status = resp.status
+                    body = json.loads(await resp.read()) if status == 200 else None
+                finally:
+                    resp.release()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.info("watcher %s: owner %s/%s unreadable (%s), guessing %s", self.cluster, kind, name, exc, guess)
             return guess

@@ -57,6 +57,7 @@ class ActionResult:
     changed: bool = False  # False when the cluster already was as asked (idempotent repeat) or on a dry run
     old_fingerprint: str | None = None  # upsert_pull_secret: the credential for the server before
     new_fingerprint: str | None = None  # upsert_pull_secret: the credential for the server after
+    target_uid: str | None = None  # delete_pod: the uid of the pod it would delete (a proposal keeps it)
 
 
 class _Refused(Exception):
@@ -132,11 +133,15 @@ class KubeActions:
 
     # ---- delete_pod ----
 
-    async def delete_pod(self, ns: str, pod: str, *, dry_run: bool) -> ActionResult:
-        """Delete a pod so its controller makes a fresh one; refuse for a bare pod (it would be gone for good)."""
-        return await self._run("delete_pod", dry_run, self._delete_pod(ns, pod, dry_run))
+    async def delete_pod(self, ns: str, pod: str, *, dry_run: bool, uid: str | None = None) -> ActionResult:
+        """Delete a pod so its controller makes a fresh one; refuse for a bare pod (it would be gone for good).
 
-    async def _delete_pod(self, ns: str, pod: str, dry_run: bool) -> ActionResult:
+        With `uid` (the pod a proposal was made for) only that pod is deleted: the delete carries
+        `preconditions.uid`, so a new pod of the same name (a StatefulSet's replacement) is never deleted instead;
+        the API server answers 409 Conflict then. A pod already Terminating is left to finish."""
+        return await self._run("delete_pod", dry_run, self._delete_pod(ns, pod, dry_run, uid))
+
+    async def _delete_pod(self, ns: str, pod: str, dry_run: bool, uid: str | None) -> ActionResult:
         _check_name("namespace", ns, label=True)
         _check_name("pod name", pod)
         try:
@@ -147,13 +152,27 @@ class KubeActions:
             if exc.status == 404:
                 raise _Refused(f"pod {ns}/{pod} does not exist (any more); nothing to delete") from None
             raise
+        current_uid = obj.metadata.uid or None
+        if uid and current_uid and uid != current_uid:
+            raise _Refused(_replaced(ns, pod))
         owner = controller_of(owner_refs(obj.metadata))
         if owner is None:
             raise _Refused(
                 f"bare pod: deleting it would remove it for good (pod {ns}/{pod} has no controller);"
                 " nothing was changed"
             )
-        options = {"preconditions": {"uid": obj.metadata.uid}} if obj.metadata.uid else None
+        if obj.metadata.deletion_timestamp is not None:
+            since = obj.metadata.deletion_timestamp
+            since_text = since.strftime("%Y-%m-%d %H:%M:%S UTC") if hasattr(since, "strftime") else str(since)
+            return ActionResult(
+                ok=True,
+                message=f"{_prefix(dry_run)}pod {ns}/{pod} is already being deleted (Terminating since {since_text});"
+                " nothing to do",
+                dry_run=dry_run,
+                target_uid=current_uid,
+            )
+        expected = uid or current_uid
+        options = {"preconditions": {"uid": expected}} if expected else None
         try:
             await self._call(
                 self._core.delete_namespaced_pod(
@@ -164,15 +183,17 @@ class KubeActions:
                 ns,
             )
         except ApiException as exc:
-            if exc.status in (404, 409):  # gone meanwhile, or replaced by a new pod of the same name
+            if exc.status == 404:
                 raise _Refused(f"pod {ns}/{pod} went away meanwhile; nothing was deleted") from None
+            if exc.status == 409:  # preconditions.uid did not match: a new pod of the same name
+                raise _Refused(_replaced(ns, pod)) from None
             raise
         owner_text = f"{owner.kind} {owner.name}"
         if dry_run:
             msg = f"dry run: pod {ns}/{pod} would be deleted and {owner_text} would create a replacement"
         else:
             msg = f"deleted pod {ns}/{pod}; {owner_text} will create a replacement that pulls again"
-        return ActionResult(ok=True, message=msg, dry_run=dry_run, changed=not dry_run)
+        return ActionResult(ok=True, message=msg, dry_run=dry_run, changed=not dry_run, target_uid=expected)
 
     # ---- upsert_pull_secret ----
 
@@ -442,6 +463,13 @@ class KubeActions:
         if found is None:
             return f" (note: secret {ns}/{secret} does not exist yet; pods will not pull with it until it does)"
         return ""
+
+
+def _replaced(ns: str, pod: str) -> str:
+    return (
+        f"pod {ns}/{pod} is no longer the pod this was proposed for: it was replaced by a new pod of the same name"
+        " (uid precondition failed); nothing was deleted"
+    )
 
 
 def _merged_data(data: dict[str, str] | None, host: str, username: str, password: str) -> tuple[dict[str, str], int]:

@@ -321,6 +321,7 @@ class SimCluster:
                 patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             return web.json_response(self.store.replace(rt, patched, ns, dry_run=dry_run))
         if method == "DELETE":
+            self._check_delete_preconditions(rt, ns, name, await self._read_body(request))
             gone = self._delete(rt, ns, name, dry_run=dry_run)
             if rt.plural == "pods":
                 return web.json_response(gone)
@@ -331,6 +332,24 @@ class SimCluster:
                 {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
             )
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+
+    def _check_delete_preconditions(self, rt: ResourceType, ns: str | None, name: str, options: Any) -> None:
+        """DeleteOptions.preconditions (uid, resourceVersion): a mismatch is 409 Conflict with the API server's text
+        (apiserver storage Preconditions.Check, turned into a Conflict by the registry's delete)."""
+        pre = options.get("preconditions") if isinstance(options, dict) else None
+        if not isinstance(pre, dict):
+            return
+        current = self.store.get(rt, ns, name)
+        meta = current.get("metadata") or {}
+        for field, key in (("UID", "uid"), ("ResourceVersion", "resourceVersion")):
+            want = pre.get(key)
+            if want and want != meta.get(key):
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {rt.plural} "{name}": Precondition failed: {field} in'
+                    f" precondition: {want}, {field} in object meta: {meta.get(key)}",
+                )
 
     @staticmethod
     def _check_kind(rt: ResourceType, body: Obj) -> None:

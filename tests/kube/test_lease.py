@@ -175,3 +175,48 @@ def test_durations_are_validated(api: Any) -> None:
         elector(api, "x", renew_s=0.7)
     with pytest.raises(ValueError, match="identity"):
         elector(api, "")
+
+
+# ---- issue 13 point 12: expiry from this replica's observation, not the holder's clock ----
+
+
+def _foreign_lease(sim: SimCluster, holder: str, renew: datetime, duration_s: int = 1) -> None:
+    sim.put(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LEASE, "namespace": NS},
+            "spec": {
+                "holderIdentity": holder,
+                "leaseDurationSeconds": duration_s,
+                "acquireTime": (renew - timedelta(minutes=5)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "renewTime": renew.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "leaseTransitions": 2,
+            },
+        }
+    )
+
+
+async def test_a_live_holder_whose_clock_is_behind_keeps_its_lease(sim: SimCluster, api: Any) -> None:
+    """The other replica renews every 200 ms but its clock is an hour behind: its renewTime always looks expired,
+    yet the Lease changes, so it is alive and is not taken (client-go's observedTime)."""
+    a = elector(api, "pod-a")
+    async with running(a):
+        for i in range(15):  # 3 s, three lease durations
+            _foreign_lease(sim, "pod-skewed", datetime.now(UTC) - timedelta(hours=1) + timedelta(milliseconds=i))
+            await asyncio.sleep(0.2)
+            assert not a.is_leader.is_set()
+        assert lease_spec(sim)["holderIdentity"] == "pod-skewed"
+
+
+async def test_a_dead_holder_whose_clock_was_ahead_is_replaced(sim: SimCluster, api: Any) -> None:
+    """The holder's clock ran an hour ahead and then it died: the Lease stops changing, so it is taken after one
+    lease duration of this replica's time, not an hour later."""
+    _foreign_lease(sim, "pod-ahead", datetime.now(UTC) + timedelta(hours=1))
+    a = elector(api, "pod-a")
+    async with running(a):
+        started = asyncio.get_running_loop().time()
+        await first_leader(a, timeout=3.0)
+        assert asyncio.get_running_loop().time() - started >= 1.0  # one lease duration after it was first seen
+        spec = lease_spec(sim)
+        assert spec["holderIdentity"] == "pod-a" and spec["leaseTransitions"] == 3

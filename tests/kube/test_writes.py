@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -309,3 +310,63 @@ async def test_missing_namespace_is_named(sim: SimCluster, actions: KubeActions)
     copied = await actions.copy_secret("ci", "creds", "nowhere", "creds", dry_run=False)
     for result in (created, copied):
         assert not result.ok and "namespace nowhere does not exist" in result.message
+
+
+# ---- delete_pod and the pod it was proposed for (issue 13 point 6) ----
+
+
+def _statefulset_pod(sim: SimCluster, name: str = "db-0") -> Any:
+    sts = sim.put(o.statefulset("db", NS, "nginx:1.99"))
+    pod = o.pod_for(sts, waiting={"db": ("ErrImagePull", None)})
+    return sim.put(pod)
+
+
+async def test_delete_refuses_a_new_pod_of_the_same_name(sim: SimCluster, actions: KubeActions) -> None:
+    """Proposed for one pod, approved after the StatefulSet replaced it by a new `db-0`: nothing is deleted."""
+    old = _statefulset_pod(sim)
+    dry = await actions.delete_pod(NS, "db-0", dry_run=True)
+    assert dry.ok and dry.target_uid == old["metadata"]["uid"]
+    sim.delete("Pod", NS, "db-0")
+    new = _statefulset_pod(sim)
+
+    result = await actions.delete_pod(NS, "db-0", dry_run=False, uid=dry.target_uid)
+
+    assert not result.ok and "replaced by a new pod of the same name" in result.message
+    kept = sim.get("Pod", NS, "db-0")
+    assert kept is not None and kept["metadata"]["uid"] == new["metadata"]["uid"]
+
+
+async def test_delete_uid_precondition_conflict_is_a_clear_outcome(sim: SimCluster, actions: KubeActions) -> None:
+    """The pod is replaced between the bot's read and its delete: the uid precondition gets 409, said plainly."""
+    _statefulset_pod(sim)
+    sim.faults.latency_s = 0.3
+    task = asyncio.create_task(actions.delete_pod(NS, "db-0", dry_run=False))
+    deadline = asyncio.get_running_loop().time() + 5
+    while not any(m == "DELETE" for m, _ in sim.requests):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.01)
+    sim.delete("Pod", NS, "db-0")  # the DELETE is still on its way (latency)
+    new = _statefulset_pod(sim)
+
+    result = await task
+
+    assert not result.ok
+    assert "replaced by a new pod of the same name (uid precondition failed)" in result.message
+    kept = sim.get("Pod", NS, "db-0")
+    assert kept is not None and kept["metadata"]["uid"] == new["metadata"]["uid"]
+
+
+async def test_delete_of_a_terminating_pod_does_nothing(sim: SimCluster, actions: KubeActions) -> None:
+    """A pod already Terminating (deletionTimestamp set, e.g. on a lost node) is not deleted again."""
+    pod = controlled_pod(sim)
+    obj = sim.get("Pod", NS, pod)
+    assert obj is not None
+    obj["metadata"]["deletionTimestamp"] = "2026-11-30T03:00:00Z"
+    obj["metadata"]["deletionGracePeriodSeconds"] = 30
+    sim.put(obj)
+
+    result = await actions.delete_pod(NS, pod, dry_run=False)
+
+    assert result.ok and not result.changed
+    assert "already being deleted (Terminating since 2026-11-30 03:00:00 UTC)" in result.message
+    assert not any(m == "DELETE" for m, _ in sim.requests)
