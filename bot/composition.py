@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.diagnoser import Diagnoser
@@ -40,6 +42,7 @@ from bot.observability import MeteredProber, MeteredWebClient, Metrics, health_a
 from bot.pipeline import Pipeline
 from bot.registry.probe import RegistryProber
 from bot.settings import Settings
+from bot.slack.channels import ChannelDirectory
 from bot.slack.outbox import OutboxWorker
 from bot.slack.render import SlackRenderer
 from bot.store.migrate import upgrade
@@ -48,13 +51,14 @@ from bot.store.store import Store
 log = logging.getLogger(__name__)
 
 
-def book_settings(settings: Settings) -> BookSettings:
-    """The incident book's settings from the bot's."""
+def book_settings(settings: Settings, channels: ChannelDirectory | None = None) -> BookSettings:
+    """The incident book's settings from the bot's; channels resolved by `channels` are given as IDs."""
     inc = settings.incidents
+    as_id = channels.id_of if channels is not None else (lambda ref: ref)
     return BookSettings(
         cluster=settings.kube.cluster_name,
-        default_channel=settings.slack.default_channel,
-        routes=dict(settings.slack.routes),
+        default_channel=as_id(settings.slack.default_channel),
+        routes={pattern: as_id(channel) for pattern, channel in settings.slack.routes.items()},
         storm_threshold=inc.storm_threshold,
         storm_window=timedelta(seconds=inc.storm_window_s),
         relapse_window=timedelta(seconds=inc.relapse_window_s),
@@ -101,6 +105,22 @@ class _OutboxStoreView:
         return await self._store.outbox_attempts(outbox_id)
 
 
+async def check_channels(settings: Settings, channels: ChannelDirectory) -> None:
+    """Resolve the default and routed channels to IDs and report the unusable ones (logged, and in /readyz).
+
+    Without a bot token there is nothing to check; a Slack that does not answer leaves the report unchecked (the
+    outbox then resolves names when it first posts)."""
+    if not settings.slack.configured:
+        return
+    configured = [settings.slack.default_channel, *settings.slack.routes.values()]
+    try:
+        await asyncio.wait_for(channels.check(configured), 30)
+    except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+        log.warning("Slack channels not checked at start-up: %s", type(exc).__name__)
+    except SlackApiError as exc:
+        log.warning("Slack channels not checked at start-up: %s", exc.response.get("error"))
+
+
 async def restorable_incidents(settings: Settings, store: Store) -> list[Incident]:
     """This cluster's open incidents and those resolved inside the relapse window (what the book reloads)."""
     cutoff = datetime.now(UTC) - timedelta(seconds=settings.incidents.relapse_window_s)
@@ -126,6 +146,7 @@ class Bot:
     slack: AsyncWebClient
     metrics: Metrics
     identity: str
+    channels: ChannelDirectory | None = None
     watcher: PodWatcher | None = None
     elector: LeaderElector | None = None
     is_leader: asyncio.Event = field(default_factory=asyncio.Event)
@@ -141,11 +162,13 @@ class Bot:
         api = await load_api_client(settings.kube)
         prober = RegistryProber(settings.registry)
         inspector = Inspector.from_settings(api, settings.kube)
-        book = IncidentBook(book_settings(settings), SlackRenderer())
-        book.load(await restorable_incidents(settings, store))
         metrics = Metrics()
-        metrics.reset_open(book.open_incidents())
         client = MeteredWebClient.like(slack or slack_client(settings), metrics)
+        channels = ChannelDirectory(client)
+        await check_channels(settings, channels)
+        book = IncidentBook(book_settings(settings, channels), SlackRenderer())
+        book.load(await restorable_incidents(settings, store))
+        metrics.reset_open(book.open_incidents())
         identity = settings.ha.identity or f"{socket.gethostname()}-{os.getpid()}"
         released = await store.release_claims(identity)
         if released:
@@ -158,6 +181,7 @@ class Bot:
             rate_per_channel=out.rate_per_channel,
             lease_s=out.lease_s,
             poll_interval=out.poll_interval_s,
+            channels=channels,
         )
         bot_ref: list[Bot] = []
 
@@ -172,7 +196,7 @@ class Bot:
             on_diagnosis=observe,
             on_saved=metrics.incident_saved,
         )
-        bot = cls(settings, store, api, prober, inspector, book, pipeline, outbox, client, metrics, identity)
+        bot = cls(settings, store, api, prober, inspector, book, pipeline, outbox, client, metrics, identity, channels)
         bot_ref.append(bot)
         metrics.before_render(bot._copy_counters)
         log.info(
@@ -297,7 +321,24 @@ class Bot:
                 return True  # a follower is ready when it can answer Slack
             return self.watcher is not None and self.watcher.synced.is_set()
 
-        return health_app(self.metrics, {"database": db, "watch_synced": synced})
+        async def slack_channels() -> bool:
+            return self.channels is None or not self.settings.slack.configured or self.channels.report.ok
+
+        def details() -> dict[str, object]:
+            report = self.channels.report if self.channels is not None else None
+            if report is None:
+                return {}
+            return {
+                "slack_channels": {
+                    "checked": report.checked,
+                    "ids": dict(report.ids),
+                    "unusable": {ref: p.line() for ref, p in report.problems.items()},
+                }
+            }
+
+        return health_app(
+            self.metrics, {"database": db, "watch_synced": synced, "slack_channels": slack_channels}, details
+        )
 
     async def close(self) -> None:
         """Close the registry, Kubernetes and database clients."""

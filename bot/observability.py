@@ -177,8 +177,11 @@ class MeteredWebClient(AsyncWebClient):
 Check = Callable[[], Awaitable[bool]]
 
 
-def health_app(metrics: Metrics, checks: dict[str, Check]) -> web.Application:
-    """`/metrics`; `/healthz` (the process answers); `/readyz` (every check true, e.g. watch synced, database up)."""
+def health_app(
+    metrics: Metrics, checks: dict[str, Check], details: Callable[[], dict[str, object]] | None = None
+) -> web.Application:
+    """`/metrics`; `/healthz` (the process answers); `/readyz` (every check true, e.g. watch synced, database up;
+    `details` adds what an operator needs to act on a failed check, e.g. which Slack channels are unusable)."""
 
     async def metrics_view(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -194,7 +197,10 @@ def health_app(metrics: Metrics, checks: dict[str, Check]) -> web.Application:
             except Exception:
                 results[name] = False
         ok = all(results.values())
-        return web.json_response({"ok": ok, "checks": results}, status=200 if ok else 503)
+        body: dict[str, object] = {"ok": ok, "checks": results}
+        if details is not None:
+            body.update(details())
+        return web.json_response(body, status=200 if ok else 503)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics_view)

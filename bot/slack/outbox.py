@@ -29,6 +29,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.model import Incident, OutboxKind, OutboxMessage
+from bot.slack.channels import ChannelDirectory
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +192,12 @@ class OutboxWorker:
         wait_parent_s: float = 0.3,
         reconcile_pages: int = 3,
         concurrency: int = 8,
+        channels: ChannelDirectory | None = None,
     ) -> None:
         self._store = store
         self._client = _without_auto_retry(client)
+        # Rows may name a channel ("#alerts"); Slack's history and replies need its ID, and pacing is per ID.
+        self.channels = channels or ChannelDirectory(self._client)
         self.worker_id = worker_id
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
@@ -357,7 +361,7 @@ class OutboxWorker:
                 return _Outcome("failed", error="incident_not_found"), incident
             if incident.thread_ts is None:
                 return _Outcome("wait", delay=self.wait_parent_s), incident
-            channel = incident.channel or row.channel
+            channel = await self.channels.resolve(incident.channel or row.channel)
             if row.kind is OutboxKind.UPDATE_PARENT:
                 if superseded:
                     await self._store.mark_outbox_sent(row_id, incident.thread_ts)
@@ -385,7 +389,7 @@ class OutboxWorker:
             if row.kind is OutboxKind.UPDATE_PARENT:
                 self.update_pacer.pause(UPDATE_BUCKET, seconds)
             else:
-                self.pacer.pause(row.channel, seconds)
+                self.pacer.pause(self.channels.id_of(row.channel), seconds)
             return _Outcome("retry", delay=seconds, error="ratelimited")
         if status >= 500 or status == 0:
             self._ambiguous.add(_id(row))
@@ -401,6 +405,7 @@ class OutboxWorker:
             await self._store.mark_outbox_sent(row_id, incident.thread_ts)
             return _SENT, incident
         channel = (incident.channel if incident is not None and incident.channel else "") or row.channel
+        channel = await self.channels.resolve(channel)
         # A row tried before may have reached Slack: look for it. Rows never tried (attempts 0) may still be
         # left over from a worker that crashed mid-send: the first parent of a channel after start scans once.
         if await self._tried_before(row_id) or channel not in self._scanned:
@@ -456,9 +461,10 @@ class OutboxWorker:
     async def _post_ephemeral(self, row: OutboxMessage) -> _Outcome:
         if not row.user:
             return _Outcome("failed", error="no_user")
-        await self.pacer.acquire(row.channel)
+        channel = await self.channels.resolve(row.channel)
+        await self.pacer.acquire(channel)
         response = await self._client.chat_postEphemeral(
-            channel=row.channel, user=row.user, text=row.text, blocks=list(row.blocks) or None
+            channel=channel, user=row.user, text=row.text, blocks=list(row.blocks) or None
         )
         await self._store.mark_outbox_sent(_id(row), str(response.get("message_ts") or ""))
         self.sent += 1
