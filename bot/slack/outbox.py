@@ -30,6 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.model import Incident, OutboxKind, OutboxMessage
 from bot.slack.channels import ChannelDirectory
+from bot.slack.render import render_parent
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,10 @@ PARENT_EVENT = "imagepull_incident"
 UPDATE_BUCKET = "chat.update"
 UPDATE_RATE = 50 / 60
 REPLY_EVENT = "imagepull_reply"
+
+# chat.postMessage into a thread whose parent was deleted answers thread_not_found; chat.update of it
+# message_not_found. Neither is final for the incident: it gets a new parent.
+THREAD_GONE: frozenset[str] = frozenset({"thread_not_found", "message_not_found"})
 
 # Errors that no retry can fix: the row is marked failed with the code.
 PERMANENT_ERRORS: frozenset[str] = frozenset(
@@ -222,6 +227,7 @@ class OutboxWorker:
         self.failures = 0
         self.reconciled = 0
         self.rate_limited = 0
+        self.reposted = 0  # new parents posted because the old one was deleted
 
     # ---- loop ----
 
@@ -362,24 +368,74 @@ class OutboxWorker:
             if incident.thread_ts is None:
                 return _Outcome("wait", delay=self.wait_parent_s), incident
             channel = await self.channels.resolve(incident.channel or row.channel)
-            if row.kind is OutboxKind.UPDATE_PARENT:
-                if superseded:
-                    await self._store.mark_outbox_sent(row_id, incident.thread_ts)
-                    return _SENT, incident
-                await self.update_pacer.acquire(UPDATE_BUCKET)
-                await self._client.chat_update(
-                    channel=channel, ts=incident.thread_ts, text=row.text, blocks=list(row.blocks) or None
-                )
-                await self._store.mark_outbox_sent(row_id, incident.thread_ts)
-                self.sent += 1
-                return _SENT, incident
-            return await self._post_reply(row, incident, channel, incident.thread_ts), incident
+            try:
+                return await self._to_thread(row, incident, channel, incident.thread_ts, superseded), incident
+            except SlackApiError as exc:
+                if _slack_error(exc)[1] not in THREAD_GONE:
+                    raise
+            # Someone deleted the thread's parent: start a new one that says so, and carry on there.
+            return await self._repost_parent(row, incident, channel)
         except SlackApiError as exc:
             return self._classify(row, exc), incident
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # The request may have reached Slack: reconcile before the next attempt.
             self._ambiguous.add(row_id)
             return _Outcome("retry", error=type(exc).__name__), incident
+
+    async def _to_thread(
+        self, row: OutboxMessage, incident: Incident, channel: str, thread_ts: str, superseded: bool
+    ) -> _Outcome:
+        row_id = _id(row)
+        if row.kind is OutboxKind.UPDATE_PARENT:
+            if superseded:
+                await self._store.mark_outbox_sent(row_id, thread_ts)
+                return _SENT
+            await self.update_pacer.acquire(UPDATE_BUCKET)
+            await self._client.chat_update(
+                channel=channel, ts=thread_ts, text=row.text, blocks=list(row.blocks) or None
+            )
+            await self._store.mark_outbox_sent(row_id, thread_ts)
+            self.sent += 1
+            return _SENT
+        return await self._post_reply(row, incident, channel, thread_ts)
+
+    async def _repost_parent(
+        self, row: OutboxMessage, incident: Incident, channel: str
+    ) -> tuple[_Outcome, Incident | None]:
+        """The incident's parent is gone (deleted in Slack): post a new parent saying so, move the incident's thread
+        there and send `row` into it. The new parent carries this row's id, so a lost answer is reconciled."""
+        row_id = _id(row)
+        log.warning(
+            "incident %s: its thread parent %s in %s was deleted; starting a new thread",
+            row.incident_key,
+            incident.thread_ts,
+            channel,
+        )
+        await self._scan_parents(channel)
+        ts = self._scanned.get(channel, {}).get((row.incident_key, row_id))
+        if ts is None:
+            current = render_parent(incident)
+            note = ":warning: The previous thread of this incident was deleted in Slack; it continues here."
+            blocks: list[dict[str, Any]] = [{"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}]
+            blocks += [dict(b) for b in current.blocks]
+            await self.pacer.acquire(channel)
+            response = await self._client.chat_postMessage(
+                channel=channel,
+                text=f"{current.text} (the previous thread was deleted)",
+                blocks=blocks[:50],
+                metadata=_metadata(PARENT_EVENT, row.incident_key, row_id),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            ts = str(response["ts"])
+            self.sent += 1
+        self.reposted += 1
+        await self._store.set_thread(row.incident_key, channel, ts)
+        moved = replace(incident, channel=channel, thread_ts=ts)
+        if row.kind is OutboxKind.UPDATE_PARENT:  # the new parent shows the incident as it is now
+            await self._store.mark_outbox_sent(row_id, ts)
+            return _SENT, moved
+        return await self._post_reply(row, moved, channel, ts), moved
 
     def _classify(self, row: OutboxMessage, exc: SlackApiError) -> _Outcome:
         status, error = _slack_error(exc)
