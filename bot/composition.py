@@ -213,6 +213,8 @@ class Bot:
 
     def _copy_counters(self) -> None:
         self.metrics.sync_total(self.metrics.slack_retries, "outbox", self.outbox.retries)
+        for error, count in list(self.outbox.permanent.items()):
+            self.metrics.sync_total(self.metrics.slack_permanent.labels(error=error), "outbox", count)
         if self.watcher is not None:
             child = self.metrics.watch_restarts.labels(resource="pods_and_events")
             self.metrics.sync_total(child, f"term{self.terms}", self.watcher.restarts)

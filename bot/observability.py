@@ -2,7 +2,8 @@
 
 Metric names (documented in docs/OPERATIONS.md): `imagepull_incidents_open{cause}`, `imagepull_incidents_total{cause}`,
 `imagepull_diagnosis_seconds`, `imagepull_registry_probe_total{outcome}`, `imagepull_slack_calls_total{method,result}`,
-`imagepull_slack_retries_total`, `imagepull_watch_restarts_total{resource}`, `imagepull_leader`.
+`imagepull_slack_retries_total`, `imagepull_slack_permanent_failures_total{error}`,
+`imagepull_watch_restarts_total{resource}`, `imagepull_leader`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ class Metrics:
             registry=self.registry,
         )
         self.slack_retries = Counter("imagepull_slack_retries_total", "Slack writes retried", registry=self.registry)
+        self.slack_permanent = Counter(
+            "imagepull_slack_permanent_failures_total",
+            "Slack writes failed at once because Slack refused them for good, by error code",
+            ["error"],
+            registry=self.registry,
+        )
         self.watch_restarts = Counter(
             "imagepull_watch_restarts_total", "Watch streams restarted", ["resource"], registry=self.registry
         )

@@ -7,8 +7,8 @@ its incident. Parents carry message metadata (`imagepull_incident`: incident key
 replies), so a crash between Slack's answer and our commit never makes a second thread.
 
 Errors: 429 pauses the channel for Retry-After; 5xx, timeouts and connection errors back off exponentially; Slack's
-permanent errors (channel_not_found, invalid_auth, not_in_channel, invalid_blocks, msg_too_long, ...) mark the row
-failed with the error code. Tokens never reach logs or rows.
+errors other than the few temporary ones (RETRYABLE_ERRORS) mark the row failed at once with the error code, a log
+line saying what fixes it and a metric. Tokens never reach logs or rows.
 """
 
 from __future__ import annotations
@@ -45,38 +45,30 @@ REPLY_EVENT = "imagepull_reply"
 # message_not_found. Neither is final for the incident: it gets a new parent.
 THREAD_GONE: frozenset[str] = frozenset({"thread_not_found", "message_not_found"})
 
-# Errors that no retry can fix: the row is marked failed with the code.
-PERMANENT_ERRORS: frozenset[str] = frozenset(
-    {
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "invalid_auth",
-        "not_authed",
-        "account_inactive",
-        "token_revoked",
-        "token_expired",
-        "no_permission",
-        "missing_scope",
-        "ekm_access_denied",
-        "restricted_action",
-        "invalid_blocks",
-        "invalid_blocks_format",
-        "msg_too_long",
-        "no_text",
-        "too_many_attachments",
-        "invalid_arguments",
-        "invalid_metadata_format",
-        "invalid_metadata_schema",
-        "metadata_too_large",
-        "user_not_in_channel",
-        "user_not_found",
-        "thread_not_found",
-        "message_not_found",
-        "cant_update_message",
-        "edit_window_closed",
-    }
+# Slack's error codes a retry can cure (its method pages call them temporary: "try again later"); HTTP 429 and 5xx,
+# timeouts and dropped connections are retried too. Every other `ok: false` answer (is_archived, is_inactive,
+# restricted_action*, not_in_channel, invalid_auth, account_inactive, not_allowed_token_type, invalid_blocks, ...)
+# would be refused again: the row fails at once, with a log line and `imagepull_slack_permanent_failures_total`.
+RETRYABLE_ERRORS: frozenset[str] = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"}
 )
+
+# What an operator does about a permanent error, by the error's family.
+_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("invalid_auth", "not_authed", "account_inactive", "token_", "not_allowed_token_type"), "check the bot token"),
+    (("missing_scope", "no_permission", "ekm_access_denied"), "reinstall the app with the manifest's scopes"),
+    (
+        ("is_archived", "is_inactive", "channel_not_found", "not_in_channel"),
+        "check the channel and the bot's membership",
+    ),
+    (("restricted_action",), "the channel restricts who may post: allow the bot or route elsewhere"),
+    (("invalid_", "msg_too_long", "no_text", "too_many", "metadata"), "a bug in the message: report it"),
+)
+
+
+def permanent_hint(error: str) -> str:
+    """One line on what fixes a permanent Slack error."""
+    return next((hint for prefixes, hint in _HINTS if error.startswith(prefixes)), "see Slack's error reference")
 
 
 class OutboxStore(Protocol):
@@ -228,6 +220,7 @@ class OutboxWorker:
         self.reconciled = 0
         self.rate_limited = 0
         self.reposted = 0  # new parents posted because the old one was deleted
+        self.permanent: dict[str, int] = {}  # Slack error code -> rows failed at once with it
 
     # ---- loop ----
 
@@ -450,9 +443,18 @@ class OutboxWorker:
         if status >= 500 or status == 0:
             self._ambiguous.add(_id(row))
             return _Outcome("retry", error=error)
-        if error in PERMANENT_ERRORS:
-            return _Outcome("failed", error=error)
-        return _Outcome("retry", error=error)
+        if error in RETRYABLE_ERRORS:
+            return _Outcome("retry", error=error)
+        self.permanent[error] = self.permanent.get(error, 0) + 1
+        log.error(
+            "outbox row %s (%s, incident %s): Slack refused with %s, which no retry can change; %s",
+            _id(row),
+            row.kind.value,
+            row.incident_key,
+            error,
+            permanent_hint(error),
+        )
+        return _Outcome("failed", error=error)
 
     async def _post_parent(self, row: OutboxMessage, incident: Incident | None) -> tuple[_Outcome, Incident | None]:
         row_id = _id(row)
