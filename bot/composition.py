@@ -104,6 +104,9 @@ class _OutboxStoreView:
     async def outbox_attempts(self, outbox_id: int) -> int | None:
         return await self._store.outbox_attempts(outbox_id)
 
+    async def reserve_slack_slot(self, bucket: str, interval_s: float, burst: int) -> float:
+        return await self._store.reserve_slack_slot(bucket, interval_s, burst)
+
 
 async def check_channels(settings: Settings, channels: ChannelDirectory) -> None:
     """Resolve the default and routed channels to IDs and report the unusable ones (logged, and in /readyz).

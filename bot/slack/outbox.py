@@ -6,6 +6,9 @@ its incident. Parents carry message metadata (`imagepull_incident`: incident key
 `imagepull_reply`; a row that was attempted before is first RECONCILED against the channel history (or the thread's
 replies), so a crash between Slack's answer and our commit never makes a second thread.
 
+Pace: every send reserves a slot of its channel (and edits of the workspace-wide chat.update bucket) in the shared
+database (`slack_pace`), so all replicas together keep Slack's pace of about one message per second per channel.
+
 Errors: 429 pauses the channel for Retry-After; 5xx, timeouts and connection errors back off exponentially; Slack's
 errors other than the few temporary ones (RETRYABLE_ERRORS) mark the row failed at once with the error code, a log
 line saying what fixes it and a metric. Tokens never reach logs or rows.
@@ -88,9 +91,12 @@ class OutboxStore(Protocol):
 
     async def outbox_attempts(self, outbox_id: int) -> int | None: ...
 
+    async def reserve_slack_slot(self, bucket: str, interval_s: float, burst: int) -> float: ...
+
 
 class ChannelPacer:
-    """Per-channel token bucket (`rate` messages/s, bursts of `burst`) with pauses for Retry-After."""
+    """Per-channel pauses for Retry-After, and the pace settings (`rate` messages/s, bursts of `burst`); the pace
+    itself is reserved in the shared store (`acquire` is a local token bucket for callers without one)."""
 
     def __init__(self, rate: float | None = 1.0, burst: int = 4, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
@@ -109,12 +115,16 @@ class ChannelPacer:
         """Seconds left in a pause of `channel` (0 when not paused)."""
         return max(0.0, self._paused.get(channel, 0.0) - self._clock())
 
+    async def wait_pause(self, channel: str) -> None:
+        """Wait until a Retry-After pause of `channel` is over."""
+        while (wait := self.paused_for(channel)) > 0:  # noqa: ASYNC110 - a pause can grow while we sleep
+            await asyncio.sleep(wait)
+
     async def acquire(self, channel: str) -> None:
         """Wait for the channel's pause to end and for a token."""
         lock = self._locks.setdefault(channel, asyncio.Lock())
         async with lock:
-            while (wait := self.paused_for(channel)) > 0:  # noqa: ASYNC110 - a pause can grow while we sleep
-                await asyncio.sleep(wait)
+            await self.wait_pause(channel)
             if not self.rate:
                 return
             now = self._clock()
@@ -383,7 +393,7 @@ class OutboxWorker:
             if superseded:
                 await self._store.mark_outbox_sent(row_id, thread_ts)
                 return _SENT
-            await self.update_pacer.acquire(UPDATE_BUCKET)
+            await self._pace(UPDATE_BUCKET, update=True)
             await self._client.chat_update(
                 channel=channel, ts=thread_ts, text=row.text, blocks=list(row.blocks) or None
             )
@@ -411,7 +421,7 @@ class OutboxWorker:
             note = ":warning: The previous thread of this incident was deleted in Slack; it continues here."
             blocks: list[dict[str, Any]] = [{"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}]
             blocks += [dict(b) for b in current.blocks]
-            await self.pacer.acquire(channel)
+            await self._pace(channel)
             response = await self._client.chat_postMessage(
                 channel=channel,
                 text=f"{current.text} (the previous thread was deleted)",
@@ -429,6 +439,20 @@ class OutboxWorker:
             await self._store.mark_outbox_sent(row_id, ts)
             return _SENT, moved
         return await self._post_reply(row, moved, channel, ts), moved
+
+    async def _pace(self, bucket: str, *, update: bool = False) -> None:
+        """Wait for Slack's pace of `bucket` (a channel ID, or chat.update's workspace-wide bucket).
+
+        The pace is reserved in the shared database, so N replicas together send at Slack's pace, not N times it;
+        a Retry-After pause is kept by the worker that received it."""
+        local = self.update_pacer if update else self.pacer
+        if not local.rate:
+            await local.wait_pause(bucket)
+            return
+        await local.wait_pause(bucket)
+        delay = await self._store.reserve_slack_slot(bucket, 1.0 / local.rate, local.burst)
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def _classify(self, row: OutboxMessage, exc: SlackApiError) -> _Outcome:
         status, error = _slack_error(exc)
@@ -473,7 +497,7 @@ class OutboxWorker:
             log.info("outbox row %s: adopted parent ts %s found by reconcile", row_id, ts)
             self.reconciled += 1
             return await self._adopt(row, incident, channel, ts), _with_thread(incident, channel, ts)
-        await self.pacer.acquire(channel)
+        await self._pace(channel)
         response = await self._client.chat_postMessage(
             channel=channel,
             text=row.text,
@@ -502,7 +526,7 @@ class OutboxWorker:
                 self.reconciled += 1
                 await self._store.mark_outbox_sent(row_id, ts)
                 return _SENT
-        await self.pacer.acquire(channel)
+        await self._pace(channel)
         response = await self._client.chat_postMessage(
             channel=channel,
             thread_ts=thread_ts,
@@ -520,7 +544,7 @@ class OutboxWorker:
         if not row.user:
             return _Outcome("failed", error="no_user")
         channel = await self.channels.resolve(row.channel)
-        await self.pacer.acquire(channel)
+        await self._pace(channel)
         response = await self._client.chat_postEphemeral(
             channel=channel, user=row.user, text=row.text, blocks=list(row.blocks) or None
         )
