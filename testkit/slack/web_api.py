@@ -182,6 +182,7 @@ class FakeSlackApi:
         self._response_urls: dict[str, ResponseUrl] = {}
         self._triggers: dict[str, float] = {}  # trigger id -> issued at (monotonic); removed once exchanged
         self._tier_calls: dict[str, list[float]] = {}
+        self.throttled: dict[str, int] = {}  # method -> calls answered 429 because its Tier limit was exceeded
         self._faults: dict[str, list[_Fault]] = {}
         self._seq = 0
         self._base = int(time.time())
@@ -414,6 +415,7 @@ class FakeSlackApi:
         fault = self._take_fault(method)
         wait = self._tier_exceeded(method) if fault is None else None
         if wait is not None:
+            self.throttled[method] = self.throttled.get(method, 0) + 1
             return web.json_response(
                 {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": str(int(wait + 0.999))}
             )

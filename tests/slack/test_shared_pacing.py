@@ -7,6 +7,7 @@ replicas, share one store: together they keep the pace, where each used to keep 
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -29,7 +30,7 @@ async def test_two_replicas_together_keep_one_channel_pace(
     assert a.sent and b.sent  # both replicas sent
     times = sorted(c.at for c in fake.calls_to("chat.postMessage"))
     assert len(times) == 6
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     assert min(gaps) >= 0.8 / RATE, f"faster than the channel's pace: {gaps}"
 
 
