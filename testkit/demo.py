@@ -319,6 +319,12 @@ async def run_demo(settings: Settings, *, seconds: float = 45.0, workdir: str = 
         runner = BotInProcess(s)
         bot = (await runner.start()).bot
         stack.push_async_callback(runner.stop)
+        if bot.channels is not None:  # what start-up found: channel IDs, and the channels the bot cannot use
+            report = bot.channels.report
+            for ref, cid in report.ids.items():
+                print(f"demo: Slack channel {ref} = {cid}")
+            for problem in report.problems.values():
+                print(f"demo: Slack channel unusable: {problem.line()}")
 
         expected = 4  # wrong tag, private image, unresolvable host, one registry incident for the rate limit
 
