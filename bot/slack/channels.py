@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,6 +67,8 @@ class ChannelDirectory:
         self._client = client
         self._join = join
         self._ids: dict[str, str] = {}
+        self._listed_at: float | None = None  # when conversations.list last ran (monotonic)
+        self.relist_s = 60.0  # an unknown name does not list again sooner (conversations.list is Tier 2)
         self.report = ChannelReport()
 
     def id_of(self, ref: str) -> str:
@@ -77,7 +80,8 @@ class ChannelDirectory:
         if not ref or is_channel_id(ref):
             return ref
         bare = ref.removeprefix("#")
-        if bare not in self._ids:
+        fresh = self._listed_at is not None and time.monotonic() - self._listed_at < self.relist_s
+        if bare not in self._ids and not fresh:
             try:
                 await self._list()
             except SlackApiError as exc:
@@ -87,6 +91,7 @@ class ChannelDirectory:
     async def _list(self) -> list[dict[str, Any]]:
         channels: list[dict[str, Any]] = []
         cursor: str | None = None
+        self._listed_at = time.monotonic()
         for _ in range(50):
             page = await self._client.conversations_list(
                 types="public_channel,private_channel", exclude_archived=False, limit=1000, cursor=cursor
