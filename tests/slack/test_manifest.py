@@ -53,8 +53,9 @@ def called_methods() -> set[str]:
         for path in folder.rglob("*.py") if folder.exists() else ():
             text = path.read_text()
             found.update(pattern.findall(text))
-            # api_call("usergroups.users.list", ...) names the method as Slack spells it
-            found.update(m.replace(".", "_") for m in re.findall(r'api_call\(\s*"([a-z]+\.[a-zA-Z.]+)"', text))
+            # methods named as Slack spells them (api_call("usergroups.users.list", ...) and its helpers)
+            spelled = {m.replace(".", "_") for m in re.findall(r'"([a-z]+\.[a-zA-Z]+(?:\.[a-zA-Z]+)?)"', text)}
+            found.update(spelled & names)
     return found
 
 
