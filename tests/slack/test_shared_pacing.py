@@ -16,7 +16,7 @@ from testkit.slack.web_api import FakeSlackApi
 from tests.slack.conftest import open_incident
 from tests.slack.test_outbox import worker
 
-RATE = 4.0  # messages per second in this test (Slack: 1); the gaps scale with it
+RATE = 2.0  # messages per second in this test (Slack: 1); the gaps scale with it
 
 
 async def test_two_replicas_together_keep_one_channel_pace(
@@ -31,7 +31,10 @@ async def test_two_replicas_together_keep_one_channel_pace(
     times = sorted(c.at for c in fake.calls_to("chat.postMessage"))
     assert len(times) == 6
     gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
-    assert min(gaps) >= 0.8 / RATE, f"faster than the channel's pace: {gaps}"
+    # Slots are reserved exactly 1/RATE apart; the HTTP calls that use them jitter on a loaded machine. Two
+    # processes with a bucket each sent pairs a few milliseconds apart.
+    assert min(gaps) >= 0.4 / RATE, f"faster than the channel's pace: {gaps}"
+    assert times[-1] - times[0] >= 0.9 * (len(times) - 1) / RATE, f"faster than the channel's pace: {gaps}"
 
 
 async def test_reservations_follow_a_cell_rate(store: Store) -> None:
