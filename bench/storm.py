@@ -6,7 +6,9 @@ exist; a Docker-Hub-like one answering 429) and an unresolvable registry host. T
 ImagePullBackOff (no new failure). The bot runs in production settings until Slack has been quiet for longer than
 the parent-update interval. Figures: distinct incidents stored, every Web API call the fake Slack recorded, the
 time from the first pod to the last incident's diagnosis reply, and `duplicates` (parents beyond the first for an
-incident key, from the parents' message metadata: must be 0).
+incident key, from the parents' message metadata: must be 0). The fake Slack enforces Slack's Tier rate limits
+(chat.update, conversations.history/replies, users.info, usergroups.users.list), so the figures include Slack's own
+429s (`slack_429_by_tier`), not only the bot's pacing.
 """
 
 from __future__ import annotations
@@ -133,6 +135,7 @@ async def storm(pods: int, workloads: int, registry_count: int, ramp_s: float, q
                     "duplicates": sum(n - 1 for n in parents.values() if n > 1),
                     "unposted": sum(1 for i in incidents if i.key not in parents),
                     "calls_by_method": methods,
+                    "slack_429_by_tier": dict(fake.throttled),  # Slack's Tier limits, modelled by the fake
                     "causes": sorted({i.cause.value for i in incidents}),
                     "failures_seen": bot.pipeline.stats.failures_seen,
                     "diagnoses": bot.pipeline.stats.diagnoses,

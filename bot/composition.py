@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.diagnoser import Diagnoser
@@ -44,6 +46,7 @@ from bot.prevention.threads import plan_threads
 from bot.registry.probe import RegistryProber
 from bot.reporting import build_report, next_weekly, render_report, weekly_post
 from bot.settings import Settings
+from bot.slack.channels import ChannelDirectory
 from bot.slack.outbox import OutboxWorker
 from bot.slack.render import SlackRenderer
 from bot.store.migrate import upgrade
@@ -52,13 +55,14 @@ from bot.store.store import Store
 log = logging.getLogger(__name__)
 
 
-def book_settings(settings: Settings) -> BookSettings:
-    """The incident book's settings from the bot's."""
+def book_settings(settings: Settings, channels: ChannelDirectory | None = None) -> BookSettings:
+    """The incident book's settings from the bot's; channels resolved by `channels` are given as IDs."""
     inc = settings.incidents
+    as_id = channels.id_of if channels is not None else (lambda ref: ref)
     return BookSettings(
         cluster=settings.kube.cluster_name,
-        default_channel=settings.slack.default_channel,
-        routes=dict(settings.slack.routes),
+        default_channel=as_id(settings.slack.default_channel),
+        routes={pattern: as_id(channel) for pattern, channel in settings.slack.routes.items()},
         storm_threshold=inc.storm_threshold,
         storm_window=timedelta(seconds=inc.storm_window_s),
         relapse_window=timedelta(seconds=inc.relapse_window_s),
@@ -104,6 +108,25 @@ class _OutboxStoreView:
     async def outbox_attempts(self, outbox_id: int) -> int | None:
         return await self._store.outbox_attempts(outbox_id)
 
+    async def reserve_slack_slot(self, bucket: str, interval_s: float, burst: int) -> float:
+        return await self._store.reserve_slack_slot(bucket, interval_s, burst)
+
+
+async def check_channels(settings: Settings, channels: ChannelDirectory) -> None:
+    """Resolve the default and routed channels to IDs and report the unusable ones (logged, and in /readyz).
+
+    Without a bot token there is nothing to check; a Slack that does not answer leaves the report unchecked (the
+    outbox then resolves names when it first posts)."""
+    if not settings.slack.configured:
+        return
+    configured = [settings.slack.default_channel, *settings.slack.routes.values()]
+    try:
+        await asyncio.wait_for(channels.check(configured), 30)
+    except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+        log.warning("Slack channels not checked at start-up: %s", type(exc).__name__)
+    except SlackApiError as exc:
+        log.warning("Slack channels not checked at start-up: %s", exc.response.get("error"))
+
 
 async def restorable_incidents(settings: Settings, store: Store) -> list[Incident]:
     """This cluster's open incidents and those resolved inside the relapse window (what the book reloads)."""
@@ -131,6 +154,7 @@ class Bot:
     slack: AsyncWebClient
     metrics: Metrics
     identity: str
+    channels: ChannelDirectory | None = None
     watcher: PodWatcher | None = None
     elector: LeaderElector | None = None
     is_leader: asyncio.Event = field(default_factory=asyncio.Event)
@@ -146,11 +170,13 @@ class Bot:
         api = await load_api_client(settings.kube)
         prober = RegistryProber(settings.registry)
         inspector = Inspector.from_settings(api, settings.kube)
-        book = IncidentBook(book_settings(settings), SlackRenderer())
-        book.load(await restorable_incidents(settings, store))
         metrics = Metrics()
-        metrics.reset_open(book.open_incidents())
         client = MeteredWebClient.like(slack or slack_client(settings), metrics)
+        channels = ChannelDirectory(client)
+        await check_channels(settings, channels)
+        book = IncidentBook(book_settings(settings, channels), SlackRenderer())
+        book.load(await restorable_incidents(settings, store))
+        metrics.reset_open(book.open_incidents())
         identity = settings.ha.identity or f"{socket.gethostname()}-{os.getpid()}"
         released = await store.release_claims(identity)
         if released:
@@ -163,6 +189,7 @@ class Bot:
             rate_per_channel=out.rate_per_channel,
             lease_s=out.lease_s,
             poll_interval=out.poll_interval_s,
+            channels=channels,
         )
         bot_ref: list[Bot] = []
 
@@ -177,7 +204,7 @@ class Bot:
             on_diagnosis=observe,
             on_saved=metrics.incident_saved,
         )
-        bot = cls(settings, store, api, prober, inspector, book, pipeline, outbox, client, metrics, identity)
+        bot = cls(settings, store, api, prober, inspector, book, pipeline, outbox, client, metrics, identity, channels)
         bot_ref.append(bot)
         metrics.before_render(bot._copy_counters)
         log.info(
@@ -194,6 +221,8 @@ class Bot:
 
     def _copy_counters(self) -> None:
         self.metrics.sync_total(self.metrics.slack_retries, "outbox", self.outbox.retries)
+        for error, count in list(self.outbox.permanent.items()):
+            self.metrics.sync_total(self.metrics.slack_permanent.labels(error=error), "outbox", count)
         if self.watcher is not None:
             child = self.metrics.watch_restarts.labels(resource="pods_and_events")
             self.metrics.sync_total(child, f"term{self.terms}", self.watcher.restarts)
@@ -266,9 +295,9 @@ class Bot:
         incidents = await self.store.recent_incidents(limit=20_000, cluster=self.cluster)
         audit = await self.store.list_audit(since=now - timedelta(days=7), limit=100_000)
         text = render_report(build_report(incidents, audit, now=now, days=7), self.cluster)
-        slack = self.settings.slack
+        routing = book_settings(self.settings, self.channels)  # channel IDs where start-up resolved them
         queued = 0
-        for channel in sorted({slack.default_channel, *slack.routes.values()}):
+        for channel in sorted({routing.default_channel, *routing.routes.values()}):
             row, outbox = weekly_post(self.cluster, channel, text, now)
             if await self.store.get_incident(row.key) is None:
                 await self.store.save_incident(row, outbox)
@@ -291,12 +320,13 @@ class Bot:
         )
         report = await scanner.scan()
         self.metrics.set_findings(report.by_risk())
+        routing = book_settings(self.settings, self.channels)  # channel IDs where start-up resolved them
         changes = plan_threads(
             cluster=self.cluster,
             findings=report.findings,
             open_incidents=await self.store.open_incidents(self.cluster),
-            routes=self.settings.slack.routes,
-            default_channel=self.settings.slack.default_channel,
+            routes=routing.routes,
+            default_channel=routing.default_channel,
             now=datetime.now(UTC),
         )
         for incident, outbox in changes:
@@ -394,7 +424,26 @@ class Bot:
                 log.warning("readyz: %s stream(s) silent past the deadline: %s", self.cluster, ", ".join(stuck))
             return not stuck
 
-        return health_app(self.metrics, {"database": db, "watch_synced": synced, "watch_streams": streams})
+        async def slack_channels() -> bool:
+            return self.channels is None or not self.settings.slack.configured or self.channels.report.ok
+
+        def details() -> dict[str, object]:
+            report = self.channels.report if self.channels is not None else None
+            if report is None:
+                return {}
+            return {
+                "slack_channels": {
+                    "checked": report.checked,
+                    "ids": dict(report.ids),
+                    "unusable": {ref: p.line() for ref, p in report.problems.items()},
+                }
+            }
+
+        return health_app(
+            self.metrics,
+            {"database": db, "watch_synced": synced, "watch_streams": streams, "slack_channels": slack_channels},
+            details,
+        )
 
     async def close(self) -> None:
         """Close the registry, Kubernetes and database clients."""

@@ -2,7 +2,8 @@
 
 Metric names (documented in docs/OPERATIONS.md): `imagepull_incidents_open{cause}`, `imagepull_incidents_total{cause}`,
 `imagepull_diagnosis_seconds`, `imagepull_registry_probe_total{outcome}`, `imagepull_slack_calls_total{method,result}`,
-`imagepull_slack_retries_total`, `imagepull_watch_restarts_total{resource}`, `imagepull_leader`.
+`imagepull_slack_retries_total`, `imagepull_slack_permanent_failures_total{error}`,
+`imagepull_watch_restarts_total{resource}`, `imagepull_leader`.
 """
 
 from __future__ import annotations
@@ -58,6 +59,12 @@ class Metrics:
             registry=self.registry,
         )
         self.slack_retries = Counter("imagepull_slack_retries_total", "Slack writes retried", registry=self.registry)
+        self.slack_permanent = Counter(
+            "imagepull_slack_permanent_failures_total",
+            "Slack writes failed at once because Slack refused them for good, by error code",
+            ["error"],
+            registry=self.registry,
+        )
         self.watch_restarts = Counter(
             "imagepull_watch_restarts_total", "Watch streams restarted", ["resource"], registry=self.registry
         )
@@ -203,8 +210,11 @@ class MeteredWebClient(AsyncWebClient):
 Check = Callable[[], Awaitable[bool]]
 
 
-def health_app(metrics: Metrics, checks: dict[str, Check]) -> web.Application:
-    """`/metrics`; `/healthz` (the process answers); `/readyz` (every check true, e.g. watch synced, database up)."""
+def health_app(
+    metrics: Metrics, checks: dict[str, Check], details: Callable[[], dict[str, object]] | None = None
+) -> web.Application:
+    """`/metrics`; `/healthz` (the process answers); `/readyz` (every check true, e.g. watch synced, database up;
+    `details` adds what an operator needs to act on a failed check, e.g. which Slack channels are unusable)."""
 
     async def metrics_view(_: web.Request) -> web.Response:
         return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -220,7 +230,10 @@ def health_app(metrics: Metrics, checks: dict[str, Check]) -> web.Application:
             except Exception:
                 results[name] = False
         ok = all(results.values())
-        return web.json_response({"ok": ok, "checks": results}, status=200 if ok else 503)
+        body: dict[str, object] = {"ok": ok, "checks": results}
+        if details is not None:
+            body.update(details())
+        return web.json_response(body, status=200 if ok else 503)
 
     app = web.Application()
     app.router.add_get("/metrics", metrics_view)

@@ -4,7 +4,9 @@ The CLI's `run`, the demo, the benchmarks and every test harness call it, so wha
 - the outbox worker (every replica; claims keep each row to one sender);
 - the leader-elected duties (watcher, incident book and its ticker; `bot.composition.Bot.run_leader_elected`);
 - the approval executor (every replica; it claims approved proposals of its own cluster);
-- the Slack app, in HTTP mode (`slack.mode=http`) or Socket Mode (when an app token is set);
+- the Slack app, in HTTP mode (`slack.mode=http`) or Socket Mode (when an app token is set): a Socket Mode
+  connection is held only while this replica leads its cluster (Slack allows 10 per app), and only on the
+  clusters named in `slack.socket_clusters` when that is set;
 - `/metrics`, `/healthz`, `/readyz` on `metrics_port` (0: not served).
 Timings are settings (`outbox`, `executor`, `incidents`, `ha`), not arguments of a harness.
 """
@@ -14,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
@@ -123,4 +126,34 @@ async def _start_slack_app(
         return []
     assert slack.app_token is not None
     token = slack.app_token.get_secret_value()
-    return [asyncio.create_task(run_socket_mode(app, token), name="socket-mode")]
+    if slack.socket_clusters and settings.kube.cluster_name not in slack.socket_clusters:
+        log.info("Socket Mode held by the leaders of %s, not this cluster", ", ".join(slack.socket_clusters))
+        return []
+    return [asyncio.create_task(_socket_while_leading(bot, app, token, run_socket_mode), name="socket-mode")]
+
+
+async def _socket_while_leading(
+    bot: Bot, app: object, token: str, run: Callable[[Any, str], Coroutine[Any, Any, None]]
+) -> None:
+    """Hold the Socket Mode connection while this replica leads; close it when leadership is lost."""
+    while True:
+        await bot.is_leader.wait()
+        log.info("Socket Mode: connecting (this replica leads %s)", bot.cluster)
+        socket: asyncio.Task[None] = asyncio.create_task(run(app, token), name="socket-connection")
+        lost = asyncio.create_task(_cleared(bot.is_leader))
+        try:
+            done, _ = await asyncio.wait({socket, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (socket, lost):
+                t.cancel()
+            for t in (socket, lost):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await t
+        if socket in done and not socket.cancelled() and socket.exception() is not None:
+            raise socket.exception()  # type: ignore[misc]
+        log.info("Socket Mode: disconnected (leadership lost)")
+
+
+async def _cleared(event: asyncio.Event) -> None:
+    while event.is_set():  # noqa: ASYNC110 - asyncio.Event has no "wait until cleared"
+        await asyncio.sleep(0.1)

@@ -19,6 +19,10 @@ class SlackSettings(BaseModel):
     # "cluster/namespace" or "cluster/*" or "*/namespace" -> channel
     routes: dict[str, str] = Field(default_factory=dict)
     base_url: str = "https://slack.com/api/"
+    # Socket Mode: Slack allows 10 connections per app. Only the leader of a cluster holds one, so connections
+    # grow with clusters, not replicas; with many clusters, name the few whose leader holds it (empty: every
+    # cluster's), the others are reached through the shared database (cross-cluster forwarding), or use HTTP mode.
+    socket_clusters: list[str] = Field(default_factory=list)
 
     @property
     def configured(self) -> bool:

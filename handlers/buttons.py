@@ -13,8 +13,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.chatops.port import FlowsPort, notice
 from bot.model import ActionKind
 from bot.slack.render import ACTION_PREFIX
-from handlers.answer import actor_of, answer, where_of
-from handlers.modals import link_secret_view, recreate_secret_view
+from handlers.answer import actor_of, answer, response_url_of, where_of
+from handlers.modals import LINK_TITLE, RECREATE_TITLE, link_secret_view, open_form, recreate_secret_view
 
 log = logging.getLogger(__name__)
 
@@ -35,42 +35,53 @@ def _value(action: dict[str, Any], key: str) -> object:
 def register(app: Any, flows: FlowsPort) -> None:
     """Attach the button listeners."""
 
-    async def direct(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+    async def direct(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, respond: Any
+    ) -> None:
         await ack()
         actor, where = actor_of(body), where_of(body)
         key = _value(action, "incident")
         kind = ActionKind(str(action["action_id"]).removeprefix(ACTION_PREFIX))
         if not isinstance(key, str) or not key:
-            await answer(client, where, actor, notice("This button carries no incident.", ok=False))
+            await answer(client, where, actor, notice("This button carries no incident.", ok=False), respond)
             return
-        await answer(client, where, actor, await flows.button(kind, key, actor, where))
+        await answer(client, where, actor, await flows.button(kind, key, actor, where), respond)
 
-    async def form(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+    async def form(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, respond: Any
+    ) -> None:
         await ack()
         actor, where = actor_of(body), where_of(body)
         key = _value(action, "incident")
         if not isinstance(key, str) or not key:
-            await answer(client, where, actor, notice("This button carries no incident.", ok=False))
+            await answer(client, where, actor, notice("This button carries no incident.", ok=False), respond)
             return
-        defaults = await flows.secret_defaults(key)
-        if not defaults.namespace:
-            await answer(client, where, actor, notice("This incident is no longer known to the bot.", ok=False))
-            return
-        build = recreate_secret_view if str(action["action_id"]).endswith("recreate_secret") else link_secret_view
-        await client.views_open(trigger_id=body.get("trigger_id"), view=build(defaults, where.channel))
+        recreate = str(action["action_id"]).endswith("recreate_secret")
+        builder = recreate_secret_view if recreate else link_secret_view
+        response_url = response_url_of(body)
 
-    async def decide(ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient) -> None:
+        async def build() -> dict[str, Any] | str:
+            defaults = await flows.secret_defaults(key)
+            if not defaults.namespace:
+                return "This incident is no longer known to the bot."
+            return builder(defaults, where.channel, response_url)
+
+        await open_form(client, body.get("trigger_id"), RECREATE_TITLE if recreate else LINK_TITLE, build)
+
+    async def decide(
+        ack: Any, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, respond: Any
+    ) -> None:
         await ack()
         actor, where = actor_of(body), where_of(body)
         proposal_id = _value(action, "proposal")
         if not isinstance(proposal_id, int) or isinstance(proposal_id, bool):
-            await answer(client, where, actor, notice("This button carries no proposal.", ok=False))
+            await answer(client, where, actor, notice("This button carries no proposal.", ok=False), respond)
             return
         if str(action["action_id"]).endswith("approve"):
             reply = await flows.approve(proposal_id, actor)
         else:
             reply = await flows.reject(proposal_id, actor)
-        await answer(client, where, actor, reply)
+        await answer(client, where, actor, reply, respond)
         message = body.get("message") or {}
         if reply.replace_original and where.channel and message.get("ts"):
             try:  # remove the buttons from the decided proposal's message

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -43,19 +44,66 @@ def _input(block_id: str, label: str, *, initial: str = "", hint: str = "", opti
     return block
 
 
-def _metadata(defaults: SecretDefaults, channel: str) -> str:
-    return json.dumps(
-        {
-            "cluster": defaults.cluster,
-            "namespace": defaults.namespace,
-            "incident": defaults.incident,
-            "channel": channel,
-        },
-        separators=(",", ":"),
-    )
+def _metadata(defaults: SecretDefaults, channel: str, response_url: str | None) -> str:
+    data: dict[str, Any] = {
+        "cluster": defaults.cluster,
+        "namespace": defaults.namespace,
+        "incident": defaults.incident,
+        "channel": channel,
+    }
+    if response_url:  # the answer to the submission goes there (a view submission carries no response_url)
+        data["response_url"] = response_url
+    return json.dumps(data, separators=(",", ":"))
 
 
-def recreate_secret_view(defaults: SecretDefaults, channel: str) -> dict[str, Any]:
+def response_url_in(view: dict[str, Any]) -> str | None:
+    """The response_url of the command or click that opened this view, kept in its private_metadata."""
+    try:
+        meta = json.loads(view.get("private_metadata") or "{}")
+    except json.JSONDecodeError:
+        return None
+    url = meta.get("response_url") if isinstance(meta, dict) else None
+    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+
+
+def loading_view(title: str, what: str = "Reading the incident, the pod and its secrets…") -> dict[str, Any]:
+    """The modal opened at once (a trigger_id expires after 3 seconds); `views.update` replaces it."""
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": title},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f":hourglass_flowing_sand: {what}"}}],
+    }
+
+
+def message_view(title: str, text: str) -> dict[str, Any]:
+    """A modal that only says something (the form could not be built)."""
+    return {
+        "type": "modal",
+        "title": {"type": "plain_text", "text": title},
+        "close": {"type": "plain_text", "text": "Close"},
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+    }
+
+
+async def open_form(
+    client: AsyncWebClient, trigger_id: object, title: str, build: Callable[[], Awaitable[dict[str, Any] | str]]
+) -> None:
+    """Open a loading modal with `trigger_id` at once (Slack expires it after 3 seconds), then build the real form
+    (database and Kubernetes reads may take longer) and put it in place with views.update; a text from `build`
+    is shown instead of a form."""
+    opened = await client.views_open(trigger_id=str(trigger_id or ""), view=loading_view(title))
+    view = opened["view"]
+    built = await build()
+    final = built if isinstance(built, dict) else message_view(title, built)
+    await client.views_update(view_id=view["id"], hash=view.get("hash"), view=final)
+
+
+RECREATE_TITLE = "Recreate pull secret"
+LINK_TITLE = "Link pull secret"
+
+
+def recreate_secret_view(defaults: SecretDefaults, channel: str, response_url: str | None = None) -> dict[str, Any]:
     """The recreate-pull-secret modal: copy from a secret, or type registry credentials (held in memory only)."""
     intro = (
         f"Recreate a pull secret in namespace `{escape(defaults.namespace)}` on cluster `{escape(defaults.cluster)}`."
@@ -64,8 +112,8 @@ def recreate_secret_view(defaults: SecretDefaults, channel: str) -> dict[str, An
     )
     return _proposal_modal(
         RECREATE_CALLBACK,
-        "Recreate pull secret",
-        _metadata(defaults, channel),
+        RECREATE_TITLE,
+        _metadata(defaults, channel, response_url),
         intro,
         _input("secret", "Secret to (re)create", initial=defaults.secret, optional=False),
         _input("source", "Copy from (namespace/secret)", initial=defaults.source, hint="Leave empty to type"),
@@ -76,13 +124,13 @@ def recreate_secret_view(defaults: SecretDefaults, channel: str) -> dict[str, An
     )
 
 
-def link_secret_view(defaults: SecretDefaults, channel: str) -> dict[str, Any]:
+def link_secret_view(defaults: SecretDefaults, channel: str, response_url: str | None = None) -> dict[str, Any]:
     """The link-secret modal: which ServiceAccount gets which pull secret."""
     intro = f"Add a pull secret to a ServiceAccount in `{escape(defaults.namespace)}` on `{escape(defaults.cluster)}`."
     return _proposal_modal(
         LINK_CALLBACK,
-        "Link pull secret",
-        _metadata(defaults, channel),
+        LINK_TITLE,
+        _metadata(defaults, channel, response_url),
         intro,
         _input("serviceaccount", "ServiceAccount", initial=defaults.serviceaccount or "default", optional=False),
         _input("secret", "Pull secret", initial=defaults.secret, optional=False),
@@ -164,7 +212,8 @@ def register(app: Any, flows: FlowsPort) -> None:
                 cluster=defaults.cluster,
                 incident=defaults.incident,
             )
-            await answer(client, where, actor, await flows.command(cmd, actor, where))
+            copied = await flows.command(cmd, actor, where)
+            await answer(client, where, actor, copied, response_url=response_url_in(view))
             return
         errors = flows.credential_form_errors(
             defaults,
@@ -192,7 +241,7 @@ def register(app: Any, flows: FlowsPort) -> None:
         if outcome.errors:
             reply = Reply(text=":no_entry: " + escape(" ".join(outcome.errors.values())), ok=False)
         if reply is not None:
-            await answer(client, where, actor, reply)
+            await answer(client, where, actor, reply, response_url=response_url_in(view))
 
     async def link_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
         actor = actor_of(body)
@@ -221,7 +270,8 @@ def register(app: Any, flows: FlowsPort) -> None:
             cluster=defaults.cluster,
             incident=defaults.incident,
         )
-        await answer(client, where, actor, await flows.command(cmd, actor, where))
+        reply = await flows.command(cmd, actor, where)
+        await answer(client, where, actor, reply, response_url=response_url_in(view))
 
     app.view(RECREATE_CALLBACK)(recreate_submitted)
     app.view(LINK_CALLBACK)(link_submitted)

@@ -9,8 +9,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.chatops.grammar import ParseError, Verb, parse
 from bot.chatops.port import FlowsPort
 from bot.slack.render import escape
-from handlers.answer import actor_of, answer, where_of
-from handlers.modals import recreate_secret_view
+from handlers.answer import actor_of, answer, response_url_of, where_of
+from handlers.modals import RECREATE_TITLE, open_form, recreate_secret_view
 
 COMMAND = "/imagepull"
 
@@ -18,7 +18,7 @@ COMMAND = "/imagepull"
 def register(app: Any, flows: FlowsPort) -> None:
     """Attach the `/imagepull` listener."""
 
-    async def imagepull(ack: Any, command: dict[str, Any], client: AsyncWebClient) -> None:
+    async def imagepull(ack: Any, command: dict[str, Any], client: AsyncWebClient, respond: Any) -> None:
         actor, where = actor_of(command), where_of(command)
         try:
             cmd = parse(str(command.get("text") or ""))
@@ -28,12 +28,15 @@ def register(app: Any, flows: FlowsPort) -> None:
             return
         if cmd.verb is Verb.RECREATE_SECRET and cmd.source_name is None:
             await ack()
-            defaults = await flows.secret_defaults(None, cmd)
-            await client.views_open(
-                trigger_id=command.get("trigger_id"), view=recreate_secret_view(defaults, where.channel)
-            )
+            response_url = response_url_of(command)
+
+            async def build() -> dict[str, Any]:
+                defaults = await flows.secret_defaults(None, cmd)
+                return recreate_secret_view(defaults, where.channel, response_url)
+
+            await open_form(client, command.get("trigger_id"), RECREATE_TITLE, build)
             return
         await ack()
-        await answer(client, where, actor, await flows.command(cmd, actor, where))
+        await answer(client, where, actor, await flows.command(cmd, actor, where), respond)
 
     app.command(COMMAND)(imagepull)

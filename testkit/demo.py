@@ -177,9 +177,17 @@ class DemoKubelet:
 class ChatOps:
     """Slack users talking to the bot's real Bolt app over HTTP, with correctly signed (v0 HMAC) requests."""
 
-    def __init__(self, url: str, channel: str) -> None:
+    def __init__(self, url: str, channel: str, fake: FakeSlackApi | None = None) -> None:
         self.url = url
-        self.channel = channel
+        self.fake = fake
+        # Slack sends the channel's ID, and a response_url and trigger_id of its own (the fake mints both).
+        self.channel = fake.channel_id(channel) if fake is not None else channel
+
+    def _response_url(self, user: str) -> str:
+        return self.fake.response_url(self.channel, user) if self.fake else "https://hooks.slack.invalid/demo"
+
+    def _trigger_id(self) -> str:
+        return self.fake.trigger_id() if self.fake else "1.2.3"
 
     async def _post(self, body: str) -> int:
         headers = signed_headers(body, SIGNING_SECRET)
@@ -196,9 +204,9 @@ class ChatOps:
             "user_name": user.lower(),
             "command": "/imagepull",
             "text": text,
-            "trigger_id": "1.2.3",
+            "trigger_id": self._trigger_id(),
             "api_app_id": "ADEMO",
-            "response_url": "https://hooks.slack.invalid/demo",
+            "response_url": self._response_url(user),
         }
         return await self._post(urlencode(fields))
 
@@ -210,7 +218,8 @@ class ChatOps:
             "team": {"id": "TDEMO"},
             "user": {"id": user},
             "api_app_id": "ADEMO",
-            "trigger_id": "9.9.9",
+            "trigger_id": self._trigger_id(),
+            "response_url": self._response_url(user),
             "channel": {"id": self.channel},
             "container": {"type": "message", "message_ts": "1.000001", "channel_id": self.channel},
             "actions": [
@@ -234,12 +243,15 @@ async def _until(condition: Callable[[], Awaitable[bool]], deadline: float, step
     return await condition()
 
 
+DEMO_CHANNEL = "#imagepull-demo"
+
+
 def demo_settings(base: Settings, workdir: Path, kubeconfig: Path, hosts: list[str], slack_url: str | None) -> Settings:
     """The bot's settings for the demo: SQLite in the work folder, the simulated cluster, fast timings."""
     slack = base.slack
     if slack_url is not None:
         slack = SlackSettings(
-            bot_token=SecretStr("xoxb-demo-not-a-real-token"), base_url=slack_url, default_channel="#imagepull-demo"
+            bot_token=SecretStr("xoxb-demo-not-a-real-token"), base_url=slack_url, default_channel=DEMO_CHANNEL
         )
     slack = slack.model_copy(
         update={
@@ -292,6 +304,7 @@ async def run_demo(settings: Settings, *, seconds: float = 45.0, workdir: str = 
             fake = FakeSlackApi()
             await fake.start()
             stack.push_async_callback(fake.close)
+            fake.add_channel(DEMO_CHANNEL)
         kubeconfig = cluster.write_kubeconfig(wd / "kubeconfig")
         s = demo_settings(settings, wd, kubeconfig, [private_host, hub_host], fake.url if fake else None)
         workloads = scenario(private_host, hub_host)
@@ -306,6 +319,12 @@ async def run_demo(settings: Settings, *, seconds: float = 45.0, workdir: str = 
         runner = BotInProcess(s)
         bot = (await runner.start()).bot
         stack.push_async_callback(runner.stop)
+        if bot.channels is not None:  # what start-up found: channel IDs, and the channels the bot cannot use
+            report = bot.channels.report
+            for ref, cid in report.ids.items():
+                print(f"demo: Slack channel {ref} = {cid}")
+            for problem in report.problems.values():
+                print(f"demo: Slack channel unusable: {problem.line()}")
 
         expected = 4  # wrong tag, private image, unresolvable host, one registry incident for the rate limit
 
@@ -336,7 +355,7 @@ async def run_demo(settings: Settings, *, seconds: float = 45.0, workdir: str = 
                 "regcred", "billing", {private_host: {"username": REGISTRY_USER, "password": REGISTRY_PASSWORD}}
             )
         )
-        chat = ChatOps(f"http://127.0.0.1:{s.slack.http_port}{EVENTS_PATH}", s.slack.default_channel)
+        chat = ChatOps(f"http://127.0.0.1:{s.slack.http_port}{EVENTS_PATH}", s.slack.default_channel, fake)
         await chat.command(DEV, "link-secret billing/default regcred")
 
         async def proposed() -> bool:

@@ -27,6 +27,9 @@ FAST_TIMINGS: dict[str, Any] = {
 }
 
 
+CHAOS_CHANNEL = "#imagepull-chaos"
+
+
 def settings_dict(
     *,
     database_url: str,
@@ -43,7 +46,7 @@ def settings_dict(
         "database_url": database_url,
         "log_level": log_level,
         "metrics_port": 0,
-        "slack": {"bot_token": bot_token, "base_url": slack_url, "default_channel": "#imagepull-chaos"},
+        "slack": {"bot_token": bot_token, "base_url": slack_url, "default_channel": CHAOS_CHANNEL},
         "kube": {"kubeconfig": str(kubeconfig), "cluster_name": cluster_name, "exclude_namespaces": ["kube-system"]},
         "registry": {"insecure_registries": insecure_registries, "probe_budget_s": 2.0},
         "ha": {"lease_namespace": "default", "lease_duration_s": 4.0, "renew_s": 0.5, "identity": identity},

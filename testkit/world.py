@@ -78,6 +78,7 @@ async def sim_world(workdir: Path) -> AsyncIterator[tuple[SimCluster, FakeSlackA
     await cluster.start()
     try:
         await fake.start()
+        fake.add_channel(CHANNEL)
         try:
             cluster.put(k8s.namespace("default"))  # the Lease lives there
             for name in NODES:

@@ -104,6 +104,10 @@ class Kubelet:
                 self.cluster.put(k8s.failed_pull_event(pod, name, message))
 
 
+# Every channel the e2e and multi-cluster tests route to; the fake knows them, with the bot a member.
+E2E_CHANNELS = ("#alerts", "#billing-oncall", "#web-team", "#elsewhere", "#east-alerts", "#west-alerts")
+
+
 @dataclass
 class World:
     """A simulated cluster, a private registry, a rate-limited registry and a fake Slack."""
@@ -146,6 +150,9 @@ async def world_for(workdir: Path, slack: FakeSlackApi | None = None) -> AsyncIt
             slack = FakeSlackApi()
             await slack.start()
             stack.push_async_callback(slack.close)
+        for name in E2E_CHANNELS:
+            if slack.channel(name) is None:
+                slack.add_channel(name)
         cluster.put(k8s.node("node-a", arch="amd64"))
         cluster.put(k8s.namespace("default"))
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ async def test_one_thread_per_incident_then_updates_resolution_and_relapse(world
         inc = await incident_of(bot, "api")
         assert inc is not None and inc.cause is Cause.TAG_NOT_FOUND
         [thread] = world.threads_by_incident()[inc.key]
-        assert thread.channel == "#alerts" and len(thread.replies) == 1  # the diagnosis
+        assert thread.channel == world.slack.channel_id("#alerts") and len(thread.replies) == 1  # the diagnosis
         assert "1.5.0" in thread.replies[0].text  # the nearest existing tag is suggested
 
         # more pods of the same workload: the parent is edited, no reply per pod
@@ -137,9 +137,10 @@ async def test_channel_routing_per_cluster_and_namespace(world: World, sqlite_ur
 
         await until(three_posted, what="three incidents posted")
         channels = {i.namespace: i.channel for i in await bot.store.open_incidents(bot.cluster)}
-        assert channels == {"billing": "#billing-oncall", "web": "#web-team", "shop": "#alerts"}
+        cid = world.slack.channel_id  # routes are resolved to channel IDs at start-up
+        assert channels == {"billing": cid("#billing-oncall"), "web": cid("#web-team"), "shop": cid("#alerts")}
         posted = {t.channel for t in world.slack.threads()}
-        assert posted == {"#billing-oncall", "#web-team", "#alerts"}
+        assert posted == {cid("#billing-oncall"), cid("#web-team"), cid("#alerts")}
         assert all(len(ts) == 1 for ts in world.threads_by_incident().values())
 
 

@@ -138,6 +138,7 @@ async def test_healthz_and_readyz_follow_the_database(world: World, tmp_path: Pa
             "database": True,
             "watch_synced": True,
             "watch_streams": True,
+            "slack_channels": True,
         }
 
         # the database goes away: no pooled connection, and the file is replaced by a directory

@@ -7,6 +7,7 @@ from datetime import timedelta
 from bot.chatops.grammar import Command, Verb
 from bot.chatops.port import Actor, Block, Reply, Where, notice, section
 from bot.flows.context import FlowContext, post_for
+from bot.incidents import route_channel
 from bot.kube.writes import ActionResult, KubeActions
 from bot.model import ActionKind, AuditEntry, Incident, Proposal
 from bot.slack.render import ACTION_PREFIX, code, escape, format_time, truncate
@@ -66,9 +67,13 @@ class Proposals:
         if incident is None and action is ActionKind.DELETE_POD:
             incident = await self._incident_of_pod(namespace, name)
         threaded = incident is not None and bool(incident.channel)
+        # Without a thread, the approval message goes where this namespace's incidents go: the request may come
+        # from a direct message or a channel the bot is not in, where Slack refuses the bot's posts.
+        slack = self.ctx.settings.slack
+        routed = route_channel(slack.routes, slack.default_channel, self.ctx.cluster, namespace)
         params = {
             **params,
-            "channel": incident.channel if incident is not None and threaded else where.channel,
+            "channel": incident.channel if incident is not None and threaded else routed,
             "threaded": "yes" if threaded else "no",
             "dry_run": truncate(dry.message, 400),
         }
@@ -112,7 +117,7 @@ class Proposals:
             self.vault.put(stored.id, credentials, ttl_s=self.ctx.settings.access.proposal_ttl_s)
         text, blocks = self._approval_message(stored)
         await self.ctx.enqueue([post_for(stored, "approval", text, blocks)])
-        where_to = "in the incident's thread" if threaded else "in this channel"
+        where_to = "in the incident's thread" if threaded else f"in {_mention(routed)}"
         return notice(
             f":memo: Proposal #{stored.id} ({escape(describe(stored))}) is waiting for approval {where_to}."
             f" Dry run: {escape(dry.message)}"
@@ -176,3 +181,8 @@ def describe(p: Proposal) -> str:
         case ActionKind.RECREATE_SECRET:
             return f"write the credential for {p.params.get('server', '')} into pull secret {p.namespace}/{p.target}"
     return f"{p.action.value} {p.namespace}/{p.target}"
+
+
+def _mention(channel: str) -> str:
+    """A channel as Slack links it: `<#C123>` for an ID, the name otherwise."""
+    return f"<#{channel}>" if channel[:1] in ("C", "G") and channel[1:].isalnum() and channel.isupper() else channel

@@ -18,7 +18,7 @@ from bot.flows.reader import PodReader
 from bot.kube.podstate import controller_owner, deployment_name_guess, error_text, pull_waits
 from bot.model import Diagnosis, Incident, IncidentScope, PullFailure
 from bot.reporting import build_report, render_report
-from bot.slack.render import code, escape, render_diagnosis, truncate
+from bot.slack.render import code, escape, render_diagnosis, truncate, unique_block_ids
 
 
 class ReadCommands:
@@ -97,7 +97,7 @@ class ReadCommands:
             blocks.append(section(f"*{escape(failure.pod)}* · container {code(failure.container)}"))
             blocks.extend(body)
             texts.append(message.text)
-        return Reply(text=truncate(" | ".join(texts), 3000), blocks=tuple(blocks[:50]))
+        return Reply(text=truncate(" | ".join(texts), 3000), blocks=tuple(unique_block_ids(blocks[:50])))
 
     async def _incident_for(self, failure: PullFailure) -> Incident | None:
         for inc in await self.ctx.store.open_incidents(self.ctx.cluster):

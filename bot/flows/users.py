@@ -1,4 +1,10 @@
-"""Slack users and groups as the flows need them: display names and user-group membership, cached."""
+"""Slack users and groups as the flows need them: display names and user-group membership, cached.
+
+users.info (Tier 4) and usergroups.users.list (Tier 2) are rate limited per workspace: a 429 is waited out
+(Retry-After, bounded) and retried, and a failed lookup is never cached as an answer: a rate-limited membership
+lookup must not refuse an approver for the cache's lifetime. A lookup that still fails keeps the last known answer,
+or is remembered only briefly.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,34 @@ class UserDirectory:
         self._group_ttl_s = group_ttl_s
         self._names: dict[str, tuple[float, str]] = {}
         self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        self.max_wait_s = 10.0  # longest Retry-After waited out inside a request
+        self.failure_ttl_s = 15.0  # how long a failed lookup is not repeated
+
+    async def _call(self, method: str, params: dict[str, str]) -> dict[str, object] | None:
+        """One Web API read, a 429 waited out once (Retry-After up to `max_wait_s`); None when it failed."""
+        assert self._client is not None
+        for attempt in range(2):
+            try:
+                answer = await self._client.api_call(method, http_verb="GET", params=params)
+                return dict(answer.data) if isinstance(answer.data, dict) else None
+            except SlackApiError as exc:
+                status = int(getattr(exc.response, "status_code", 0) or 0)
+                if status != 429 or attempt:
+                    log.warning("%s failed: %s", method, exc.response.get("error") or f"http_{status}")
+                    return None
+                try:
+                    wait = float((exc.response.headers or {}).get("Retry-After", 1))
+                except (TypeError, ValueError):
+                    wait = 1.0
+                if wait > self.max_wait_s:
+                    log.warning("%s rate limited for %.0fs; not waiting", method, wait)
+                    return None
+                log.info("%s rate limited; retrying in %.1fs", method, wait)
+                await asyncio.sleep(wait)
+            except (OSError, TimeoutError) as exc:
+                log.warning("%s failed: %s", method, type(exc).__name__)
+                return None
+        return None
 
     def _now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -32,14 +66,18 @@ class UserDirectory:
         hit = self._names.get(user_id)
         if hit is not None and hit[0] > self._now():
             return hit[1]
-        name = user_id
-        if self._client is not None:
-            try:
-                info = (await self._client.users_info(user=user_id)).get("user") or {}
-                profile = info.get("profile") or {}
-                name = str(profile.get("display_name") or profile.get("real_name") or info.get("name") or user_id)
-            except (SlackApiError, OSError, TimeoutError) as exc:
-                log.warning("users.info failed: %s", type(exc).__name__)
+        if self._client is None:
+            return user_id
+        answer = await self._call("users.info", {"user": user_id})
+        if answer is None:
+            stale = hit[1] if hit is not None else user_id
+            self._names[user_id] = (self._now() + self.failure_ttl_s, stale)
+            return stale
+        user = answer.get("user")
+        info: dict[str, object] = user if isinstance(user, dict) else {}
+        found = info.get("profile")
+        profile: dict[str, object] = found if isinstance(found, dict) else {}
+        name = str(profile.get("display_name") or profile.get("real_name") or info.get("name") or user_id)
         self._names[user_id] = (self._now() + self._name_ttl_s, name)
         return name
 
@@ -48,15 +86,15 @@ class UserDirectory:
         hit = self._groups.get(group_id)
         if hit is not None and hit[0] > self._now():
             return hit[1]
-        members: frozenset[str] = frozenset()
-        if self._client is not None:
-            try:
-                answer = await self._client.api_call(
-                    "usergroups.users.list", http_verb="GET", params={"usergroup": group_id}
-                )
-                members = frozenset(str(u) for u in answer.get("users") or [])
-            except (SlackApiError, OSError, TimeoutError) as exc:
-                log.warning("usergroups.users.list failed for %s: %s", group_id, type(exc).__name__)
+        if self._client is None:
+            return frozenset()
+        answer = await self._call("usergroups.users.list", {"usergroup": group_id})
+        if answer is None:
+            stale = hit[1] if hit is not None else frozenset()
+            self._groups[group_id] = (self._now() + self.failure_ttl_s, stale)
+            return stale
+        users = answer.get("users")
+        members = frozenset(str(u) for u in users) if isinstance(users, list) else frozenset()
         self._groups[group_id] = (self._now() + self._group_ttl_s, members)
         return members
 

@@ -71,7 +71,7 @@ def _where(body: Mapping[str, Any]) -> tuple[str | None, str | None, str | None]
     return channel, user, thread_ts
 
 
-async def handle_error(error: Exception, body: dict[str, Any], client: AsyncWebClient) -> None:
+async def handle_error(error: Exception, body: dict[str, Any], client: AsyncWebClient, respond: Any = None) -> None:
     """Bolt's global error handler: an ephemeral answer for the user, a log line with an id for unknown errors."""
     if isinstance(error, UserError):
         text = f":warning: {escape(str(error))}"
@@ -80,6 +80,14 @@ async def handle_error(error: Exception, body: dict[str, Any], client: AsyncWebC
         error_id = secrets.token_hex(4)
         log.error("unhandled error %s in a Slack listener", error_id, exc_info=error)
         text = f":boom: Something went wrong (error id `{error_id}`); the details are in the bot's log."
+    if respond is not None:  # the request's response_url works where the bot cannot post (DMs, other channels)
+        try:
+            result = await respond(text=text, response_type="ephemeral", replace_original=False)
+            if getattr(result, "status_code", 0) == 200:
+                return
+            log.warning("error answer through response_url refused: HTTP %s", getattr(result, "status_code", 0))
+        except Exception as exc:  # best effort, like the fallback below
+            log.warning("error answer through response_url failed: %s", type(exc).__name__)
     channel, user, thread_ts = _where(body)
     if channel is None or user is None:
         return

@@ -6,9 +6,12 @@ its incident. Parents carry message metadata (`imagepull_incident`: incident key
 `imagepull_reply`; a row that was attempted before is first RECONCILED against the channel history (or the thread's
 replies), so a crash between Slack's answer and our commit never makes a second thread.
 
+Pace: every send reserves a slot of its channel (and edits of the workspace-wide chat.update bucket) in the shared
+database (`slack_pace`), so all replicas together keep Slack's pace of about one message per second per channel.
+
 Errors: 429 pauses the channel for Retry-After; 5xx, timeouts and connection errors back off exponentially; Slack's
-permanent errors (channel_not_found, invalid_auth, not_in_channel, invalid_blocks, msg_too_long, ...) mark the row
-failed with the error code. Tokens never reach logs or rows.
+errors other than the few temporary ones (RETRYABLE_ERRORS) mark the row failed at once with the error code, a log
+line saying what fixes it and a metric. Tokens never reach logs or rows.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.model import Incident, OutboxKind, OutboxMessage
+from bot.slack.channels import ChannelDirectory
+from bot.slack.render import render_parent
 
 log = logging.getLogger(__name__)
 
@@ -39,38 +44,34 @@ UPDATE_BUCKET = "chat.update"
 UPDATE_RATE = 50 / 60
 REPLY_EVENT = "imagepull_reply"
 
-# Errors that no retry can fix: the row is marked failed with the code.
-PERMANENT_ERRORS: frozenset[str] = frozenset(
-    {
-        "channel_not_found",
-        "not_in_channel",
-        "is_archived",
-        "invalid_auth",
-        "not_authed",
-        "account_inactive",
-        "token_revoked",
-        "token_expired",
-        "no_permission",
-        "missing_scope",
-        "ekm_access_denied",
-        "restricted_action",
-        "invalid_blocks",
-        "invalid_blocks_format",
-        "msg_too_long",
-        "no_text",
-        "too_many_attachments",
-        "invalid_arguments",
-        "invalid_metadata_format",
-        "invalid_metadata_schema",
-        "metadata_too_large",
-        "user_not_in_channel",
-        "user_not_found",
-        "thread_not_found",
-        "message_not_found",
-        "cant_update_message",
-        "edit_window_closed",
-    }
+# chat.postMessage into a thread whose parent was deleted answers thread_not_found; chat.update of it
+# message_not_found. Neither is final for the incident: it gets a new parent.
+THREAD_GONE: frozenset[str] = frozenset({"thread_not_found", "message_not_found"})
+
+# Slack's error codes a retry can cure (its method pages call them temporary: "try again later"); HTTP 429 and 5xx,
+# timeouts and dropped connections are retried too. Every other `ok: false` answer (is_archived, is_inactive,
+# restricted_action*, not_in_channel, invalid_auth, account_inactive, not_allowed_token_type, invalid_blocks, ...)
+# would be refused again: the row fails at once, with a log line and `imagepull_slack_permanent_failures_total`.
+RETRYABLE_ERRORS: frozenset[str] = frozenset(
+    {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout", "team_added_to_org"}
 )
+
+# What an operator does about a permanent error, by the error's family.
+_HINTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("invalid_auth", "not_authed", "account_inactive", "token_", "not_allowed_token_type"), "check the bot token"),
+    (("missing_scope", "no_permission", "ekm_access_denied"), "reinstall the app with the manifest's scopes"),
+    (
+        ("is_archived", "is_inactive", "channel_not_found", "not_in_channel"),
+        "check the channel and the bot's membership",
+    ),
+    (("restricted_action",), "the channel restricts who may post: allow the bot or route elsewhere"),
+    (("invalid_", "msg_too_long", "no_text", "too_many", "metadata"), "a bug in the message: report it"),
+)
+
+
+def permanent_hint(error: str) -> str:
+    """One line on what fixes a permanent Slack error."""
+    return next((hint for prefixes, hint in _HINTS if error.startswith(prefixes)), "see Slack's error reference")
 
 
 class OutboxStore(Protocol):
@@ -90,9 +91,12 @@ class OutboxStore(Protocol):
 
     async def outbox_attempts(self, outbox_id: int) -> int | None: ...
 
+    async def reserve_slack_slot(self, bucket: str, interval_s: float, burst: int) -> float: ...
+
 
 class ChannelPacer:
-    """Per-channel token bucket (`rate` messages/s, bursts of `burst`) with pauses for Retry-After."""
+    """Per-channel pauses for Retry-After, and the pace settings (`rate` messages/s, bursts of `burst`); the pace
+    itself is reserved in the shared store (`acquire` is a local token bucket for callers without one)."""
 
     def __init__(self, rate: float | None = 1.0, burst: int = 4, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
@@ -111,12 +115,16 @@ class ChannelPacer:
         """Seconds left in a pause of `channel` (0 when not paused)."""
         return max(0.0, self._paused.get(channel, 0.0) - self._clock())
 
+    async def wait_pause(self, channel: str) -> None:
+        """Wait until a Retry-After pause of `channel` is over."""
+        while (wait := self.paused_for(channel)) > 0:  # noqa: ASYNC110 - a pause can grow while we sleep
+            await asyncio.sleep(wait)
+
     async def acquire(self, channel: str) -> None:
         """Wait for the channel's pause to end and for a token."""
         lock = self._locks.setdefault(channel, asyncio.Lock())
         async with lock:
-            while (wait := self.paused_for(channel)) > 0:  # noqa: ASYNC110 - a pause can grow while we sleep
-                await asyncio.sleep(wait)
+            await self.wait_pause(channel)
             if not self.rate:
                 return
             now = self._clock()
@@ -191,9 +199,12 @@ class OutboxWorker:
         wait_parent_s: float = 0.3,
         reconcile_pages: int = 3,
         concurrency: int = 8,
+        channels: ChannelDirectory | None = None,
     ) -> None:
         self._store = store
         self._client = _without_auto_retry(client)
+        # Rows may name a channel ("#alerts"); Slack's history and replies need its ID, and pacing is per ID.
+        self.channels = channels or ChannelDirectory(self._client)
         self.worker_id = worker_id
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
@@ -218,6 +229,8 @@ class OutboxWorker:
         self.failures = 0
         self.reconciled = 0
         self.rate_limited = 0
+        self.reposted = 0  # new parents posted because the old one was deleted
+        self.permanent: dict[str, int] = {}  # Slack error code -> rows failed at once with it
 
     # ---- loop ----
 
@@ -357,25 +370,89 @@ class OutboxWorker:
                 return _Outcome("failed", error="incident_not_found"), incident
             if incident.thread_ts is None:
                 return _Outcome("wait", delay=self.wait_parent_s), incident
-            channel = incident.channel or row.channel
-            if row.kind is OutboxKind.UPDATE_PARENT:
-                if superseded:
-                    await self._store.mark_outbox_sent(row_id, incident.thread_ts)
-                    return _SENT, incident
-                await self.update_pacer.acquire(UPDATE_BUCKET)
-                await self._client.chat_update(
-                    channel=channel, ts=incident.thread_ts, text=row.text, blocks=list(row.blocks) or None
-                )
-                await self._store.mark_outbox_sent(row_id, incident.thread_ts)
-                self.sent += 1
-                return _SENT, incident
-            return await self._post_reply(row, incident, channel, incident.thread_ts), incident
+            channel = await self.channels.resolve(incident.channel or row.channel)
+            try:
+                return await self._to_thread(row, incident, channel, incident.thread_ts, superseded), incident
+            except SlackApiError as exc:
+                if _slack_error(exc)[1] not in THREAD_GONE:
+                    raise
+            # Someone deleted the thread's parent: start a new one that says so, and carry on there.
+            return await self._repost_parent(row, incident, channel)
         except SlackApiError as exc:
             return self._classify(row, exc), incident
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             # The request may have reached Slack: reconcile before the next attempt.
             self._ambiguous.add(row_id)
             return _Outcome("retry", error=type(exc).__name__), incident
+
+    async def _to_thread(
+        self, row: OutboxMessage, incident: Incident, channel: str, thread_ts: str, superseded: bool
+    ) -> _Outcome:
+        row_id = _id(row)
+        if row.kind is OutboxKind.UPDATE_PARENT:
+            if superseded:
+                await self._store.mark_outbox_sent(row_id, thread_ts)
+                return _SENT
+            await self._pace(UPDATE_BUCKET, update=True)
+            await self._client.chat_update(
+                channel=channel, ts=thread_ts, text=row.text, blocks=list(row.blocks) or None
+            )
+            await self._store.mark_outbox_sent(row_id, thread_ts)
+            self.sent += 1
+            return _SENT
+        return await self._post_reply(row, incident, channel, thread_ts)
+
+    async def _repost_parent(
+        self, row: OutboxMessage, incident: Incident, channel: str
+    ) -> tuple[_Outcome, Incident | None]:
+        """The incident's parent is gone (deleted in Slack): post a new parent saying so, move the incident's thread
+        there and send `row` into it. The new parent carries this row's id, so a lost answer is reconciled."""
+        row_id = _id(row)
+        log.warning(
+            "incident %s: its thread parent %s in %s was deleted; starting a new thread",
+            row.incident_key,
+            incident.thread_ts,
+            channel,
+        )
+        await self._scan_parents(channel)
+        ts = self._scanned.get(channel, {}).get((row.incident_key, row_id))
+        if ts is None:
+            current = render_parent(incident)
+            note = ":warning: The previous thread of this incident was deleted in Slack; it continues here."
+            blocks: list[dict[str, Any]] = [{"type": "context", "elements": [{"type": "mrkdwn", "text": note}]}]
+            blocks += [dict(b) for b in current.blocks]
+            await self._pace(channel)
+            response = await self._client.chat_postMessage(
+                channel=channel,
+                text=f"{current.text} (the previous thread was deleted)",
+                blocks=blocks[:50],
+                metadata=_metadata(PARENT_EVENT, row.incident_key, row_id),
+                unfurl_links=False,
+                unfurl_media=False,
+            )
+            ts = str(response["ts"])
+            self.sent += 1
+        self.reposted += 1
+        await self._store.set_thread(row.incident_key, channel, ts)
+        moved = replace(incident, channel=channel, thread_ts=ts)
+        if row.kind is OutboxKind.UPDATE_PARENT:  # the new parent shows the incident as it is now
+            await self._store.mark_outbox_sent(row_id, ts)
+            return _SENT, moved
+        return await self._post_reply(row, moved, channel, ts), moved
+
+    async def _pace(self, bucket: str, *, update: bool = False) -> None:
+        """Wait for Slack's pace of `bucket` (a channel ID, or chat.update's workspace-wide bucket).
+
+        The pace is reserved in the shared database, so N replicas together send at Slack's pace, not N times it;
+        a Retry-After pause is kept by the worker that received it."""
+        local = self.update_pacer if update else self.pacer
+        if not local.rate:
+            await local.wait_pause(bucket)
+            return
+        await local.wait_pause(bucket)
+        delay = await self._store.reserve_slack_slot(bucket, 1.0 / local.rate, local.burst)
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def _classify(self, row: OutboxMessage, exc: SlackApiError) -> _Outcome:
         status, error = _slack_error(exc)
@@ -385,14 +462,23 @@ class OutboxWorker:
             if row.kind is OutboxKind.UPDATE_PARENT:
                 self.update_pacer.pause(UPDATE_BUCKET, seconds)
             else:
-                self.pacer.pause(row.channel, seconds)
+                self.pacer.pause(self.channels.id_of(row.channel), seconds)
             return _Outcome("retry", delay=seconds, error="ratelimited")
         if status >= 500 or status == 0:
             self._ambiguous.add(_id(row))
             return _Outcome("retry", error=error)
-        if error in PERMANENT_ERRORS:
-            return _Outcome("failed", error=error)
-        return _Outcome("retry", error=error)
+        if error in RETRYABLE_ERRORS:
+            return _Outcome("retry", error=error)
+        self.permanent[error] = self.permanent.get(error, 0) + 1
+        log.error(
+            "outbox row %s (%s, incident %s): Slack refused with %s, which no retry can change; %s",
+            _id(row),
+            row.kind.value,
+            row.incident_key,
+            error,
+            permanent_hint(error),
+        )
+        return _Outcome("failed", error=error)
 
     async def _post_parent(self, row: OutboxMessage, incident: Incident | None) -> tuple[_Outcome, Incident | None]:
         row_id = _id(row)
@@ -401,6 +487,7 @@ class OutboxWorker:
             await self._store.mark_outbox_sent(row_id, incident.thread_ts)
             return _SENT, incident
         channel = (incident.channel if incident is not None and incident.channel else "") or row.channel
+        channel = await self.channels.resolve(channel)
         # A row tried before may have reached Slack: look for it. Rows never tried (attempts 0) may still be
         # left over from a worker that crashed mid-send: the first parent of a channel after start scans once.
         if await self._tried_before(row_id) or channel not in self._scanned:
@@ -410,7 +497,7 @@ class OutboxWorker:
             log.info("outbox row %s: adopted parent ts %s found by reconcile", row_id, ts)
             self.reconciled += 1
             return await self._adopt(row, incident, channel, ts), _with_thread(incident, channel, ts)
-        await self.pacer.acquire(channel)
+        await self._pace(channel)
         response = await self._client.chat_postMessage(
             channel=channel,
             text=row.text,
@@ -439,7 +526,7 @@ class OutboxWorker:
                 self.reconciled += 1
                 await self._store.mark_outbox_sent(row_id, ts)
                 return _SENT
-        await self.pacer.acquire(channel)
+        await self._pace(channel)
         response = await self._client.chat_postMessage(
             channel=channel,
             thread_ts=thread_ts,
@@ -456,9 +543,10 @@ class OutboxWorker:
     async def _post_ephemeral(self, row: OutboxMessage) -> _Outcome:
         if not row.user:
             return _Outcome("failed", error="no_user")
-        await self.pacer.acquire(row.channel)
+        channel = await self.channels.resolve(row.channel)
+        await self._pace(channel)
         response = await self._client.chat_postEphemeral(
-            channel=row.channel, user=row.user, text=row.text, blocks=list(row.blocks) or None
+            channel=channel, user=row.user, text=row.text, blocks=list(row.blocks) or None
         )
         await self._store.mark_outbox_sent(_id(row), str(response.get("message_ts") or ""))
         self.sent += 1

@@ -10,6 +10,7 @@ of header, 75 of button text, 2000 of button value; long text is cut cleanly wit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Sequence
@@ -306,7 +307,32 @@ def _actions(incident: Incident, actions: Sequence[ActionKind]) -> Block | None:
                 "deny": {"type": "plain_text", "text": "Cancel"},
             }
         elements.append(button)
-    return {"type": "actions", "block_id": "imagepull_actions", "elements": elements}
+    # Slack refuses a message whose blocks repeat a block_id; one answer may hold the buttons of several incidents
+    # (a diagnose of a workload with two failing containers), so the id names the incident.
+    return {"type": "actions", "block_id": actions_block_id(incident.key), "elements": elements}
+
+
+def actions_block_id(incident_key: str) -> str:
+    """The block_id of an incident's buttons: unique per incident, at most 255 characters as Slack requires."""
+    return "imagepull_actions:" + hashlib.sha256(incident_key.encode()).hexdigest()[:16]
+
+
+def unique_block_ids(blocks: Sequence[Block]) -> list[Block]:
+    """`blocks` with every repeated block_id made unique (a suffix), for answers assembled from several parts."""
+    seen: set[str] = set()
+    out: list[Block] = []
+    for block in blocks:
+        block_id = block.get("block_id")
+        if isinstance(block_id, str):
+            candidate, n = block_id, 1
+            while candidate in seen:
+                n += 1
+                candidate = f"{block_id[:250]}.{n}"
+            seen.add(candidate)
+            if candidate != block_id:
+                block = {**block, "block_id": candidate}
+        out.append(block)
+    return out
 
 
 def _diagnosis_blocks(incident: Incident, diagnosis: Diagnosis, lead: str) -> tuple[str, list[Block]]:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -211,11 +212,23 @@ class AuditHeadRow(Base):
 
 metadata: MetaData = Base.metadata
 
+
+class SlackPaceRow(Base):
+    """Slack's pace per channel (and for chat.update, workspace-wide), shared by every replica's outbox worker:
+    the theoretical arrival time of the next message (epoch seconds) of a generic cell rate algorithm."""
+
+    __tablename__ = "slack_pace"
+
+    bucket: Mapped[str] = mapped_column(String(255), primary_key=True)
+    next_at: Mapped[float] = mapped_column(Float)
+
+
 INCIDENTS = cast(Table, IncidentRow.__table__)
 SLACK_THREADS = cast(Table, SlackThreadRow.__table__)
 OUTBOX = cast(Table, OutboxRow.__table__)
 PROPOSALS = cast(Table, ProposalRow.__table__)
 AUDIT_LOG = cast(Table, AuditLogRow.__table__)
 AUDIT_HEAD = cast(Table, AuditHeadRow.__table__)
+SLACK_PACE = cast(Table, SlackPaceRow.__table__)
 
-ALL_TABLES: tuple[Table, ...] = (INCIDENTS, SLACK_THREADS, OUTBOX, PROPOSALS, AUDIT_LOG, AUDIT_HEAD)
+ALL_TABLES: tuple[Table, ...] = (INCIDENTS, SLACK_THREADS, OUTBOX, PROPOSALS, AUDIT_LOG, AUDIT_HEAD, SLACK_PACE)

@@ -8,12 +8,13 @@ claimable again. A message is enqueued once per dedup_key.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import and_, case, exists, func, or_, select, update
+from sqlalchemy import and_, case, exists, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,10 +22,20 @@ from bot.model import OutboxKind, OutboxMessage
 from bot.store import audit as chain
 from bot.store.codec import blocks_from_json, enum_or
 from bot.store.engine import Database, retry_disconnects, utcnow
-from bot.store.models import OUTBOX, OUTBOX_FAILED, OUTBOX_PENDING, OUTBOX_SENT, OUTBOX_STATUSES, as_utc
+from bot.store.models import (
+    OUTBOX,
+    OUTBOX_FAILED,
+    OUTBOX_PENDING,
+    OUTBOX_SENT,
+    OUTBOX_STATUSES,
+    SLACK_PACE,
+    as_utc,
+)
 
 # Key of the PostgreSQL advisory lock that makes claimers take turns (any 64-bit integer unique to this application).
 CLAIM_LOCK_KEY = 0x1D0C_0B0C
+# The same for reservations of Slack's pace (slack_pace).
+PACE_LOCK_KEY = 0x1D0C_0BAC
 
 
 class ThreadRecorder(Protocol):
@@ -232,3 +243,25 @@ def outbox_from_row(row: RowMapping) -> OutboxMessage:
 
 
 __all__ = ["CLAIM_LOCK_KEY", "OutboxRepo", "ThreadRecorder", "claimable", "outbox_from_row", "outbox_values"]
+
+
+class PaceRepo:
+    """Slack's pace shared across replicas: each send reserves a slot of its bucket (a channel ID, or "chat.update")."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    @retry_disconnects
+    async def reserve(self, bucket: str, interval_s: float, burst: int, now: float | None = None) -> float:
+        """Reserve the next slot of `bucket` (one message per `interval_s`, bursts of `burst`); return how many
+        seconds the caller waits before sending. Reservations of every replica are serialised in the database."""
+        at = time.time() if now is None else now
+        async with self._db.write() as conn:
+            await self._db.advisory_xact_lock(conn, PACE_LOCK_KEY)
+            stored = (await conn.execute(select(SLACK_PACE.c.next_at).where(SLACK_PACE.c.bucket == bucket))).first()
+            tat = max(float(stored[0]) if stored is not None else at, at) + interval_s
+            if stored is None:
+                await conn.execute(insert(SLACK_PACE).values(bucket=bucket, next_at=tat))
+            else:
+                await conn.execute(update(SLACK_PACE).where(SLACK_PACE.c.bucket == bucket).values(next_at=tat))
+        return max(0.0, tat - at - max(1, burst) * interval_s)

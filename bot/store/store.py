@@ -27,7 +27,7 @@ from bot.store.audit import AuditVerification
 from bot.store.audit_repo import AuditRepo
 from bot.store.engine import Database, make_engine, utcnow
 from bot.store.incidents_repo import IncidentsRepo, SlackThreadsRepo
-from bot.store.outbox_repo import OutboxRepo
+from bot.store.outbox_repo import OutboxRepo, PaceRepo
 from bot.store.proposals_repo import ProposalsRepo, proposal_target
 
 
@@ -41,6 +41,7 @@ class Store:
         self.proposals = ProposalsRepo(self._db, self.audit)
         self.threads = SlackThreadsRepo(self._db)
         self.outbox = OutboxRepo(self._db, self.threads)
+        self.pace = PaceRepo(self._db)
         self.incidents = IncidentsRepo(self._db, self.outbox)
 
     @classmethod
@@ -120,6 +121,11 @@ class Store:
     async def mark_outbox_failed(self, outbox_id: int, error: str) -> bool:
         """Count a last failed attempt and give up on the row (the error is scrubbed of secrets)."""
         return await self.outbox.mark_outbox_failed(outbox_id, error)
+
+    async def reserve_slack_slot(self, bucket: str, interval_s: float, burst: int) -> float:
+        """Reserve the next Slack send of `bucket` (a channel ID, or "chat.update") across every replica; returns
+        the seconds to wait before sending."""
+        return await self.pace.reserve(bucket, interval_s, burst)
 
     async def outbox_counts(self) -> dict[str, int]:
         """Row counts by outbox status (every status present, zero if none)."""

@@ -2,12 +2,17 @@
 
 Pair it with `FakeSlackApi(socket_url=fake_socket.url)`: `apps.connections.open` hands the client this URL, the
 server greets with `hello`, then tests push envelopes (`slash_commands`, `interactive`) and wait for their acks.
+
+As Slack does, it holds at most 10 connections per app (api.slack.com/apis/connections/socket-implement: "up to 10
+simultaneous connections"): a further connection is closed at once without `hello` (counted in `refused`), and
+each envelope goes to one open connection picked at random, not to a chosen one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
 from typing import Any, Self
@@ -20,7 +25,10 @@ from testkit.loopback import serve_on_loopback
 class FakeSocketMode:
     """Sends Socket Mode envelopes to connected clients and records their acks by envelope id."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int = 10) -> None:
+        self.max_connections = max_connections
+        self.refused = 0
+        self.peak = 0
         self.acks: dict[str, dict[str, Any]] = {}
         self.sent: list[dict[str, Any]] = []
         self.connected = asyncio.Event()
@@ -53,6 +61,11 @@ class FakeSocketMode:
         await self.close()
 
     @property
+    def connections(self) -> int:
+        """Open connections now."""
+        return len(self._sockets)
+
+    @property
     def url(self) -> str:
         """The websocket URL that `apps.connections.open` should return."""
         if not self._url:
@@ -62,7 +75,12 @@ class FakeSocketMode:
     async def _ws(self, request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
+        if len(self._sockets) >= self.max_connections:
+            self.refused += 1
+            await ws.close(code=1008, message=b"too many websocket connections for this app")
+            return ws
         self._sockets.append(ws)
+        self.peak = max(self.peak, len(self._sockets))
         await ws.send_json(
             {
                 "type": "hello",
@@ -93,7 +111,7 @@ class FakeSocketMode:
             self._ack_events.setdefault(envelope_id, asyncio.Event()).set()
 
     async def send(self, envelope_type: str, payload: dict[str, Any], *, accepts_response_payload: bool) -> str:
-        """Send one envelope to the first connected client and return its envelope id."""
+        """Send one envelope to one connected client (any of them, as Slack does) and return its envelope id."""
         await asyncio.wait_for(self.connected.wait(), 5)
         envelope_id = str(uuid.uuid4())
         envelope = {
@@ -106,7 +124,7 @@ class FakeSocketMode:
         }
         self._ack_events.setdefault(envelope_id, asyncio.Event())
         self.sent.append(envelope)
-        await self._sockets[0].send_json(envelope)
+        await random.choice(self._sockets).send_json(envelope)
         return envelope_id
 
     async def send_slash_command(

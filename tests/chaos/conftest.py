@@ -35,7 +35,7 @@ from testkit.inprocess import BotInProcess
 from testkit.kube import objects as k8s
 from testkit.kube.apiserver import SimCluster
 from testkit.oci.simregistry import SimRegistry
-from testkit.process import settings_dict
+from testkit.process import CHAOS_CHANNEL, settings_dict
 from testkit.slack.web_api import FakeSlackApi, Message
 from tests.conftest import fresh_pg_database
 
@@ -113,6 +113,7 @@ class World:
         await self.cluster.start()
         self.host = await self.registry.start()
         await self.slack.start()
+        self.slack.add_channel(CHAOS_CHANNEL)
         self.kubeconfig = self.cluster.write_kubeconfig(self.tmp / "kubeconfig")
         self.kubelet = DemoKubelet(self.cluster)
         self.cluster.put(k8s.namespace("default"))

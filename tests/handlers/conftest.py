@@ -109,6 +109,7 @@ async def world(tmp_path: Path, sqlite_template: Path) -> AsyncIterator[World]:
     slack = FakeSlackWithGroups(token=TOKEN)
     await slack.start()
     slack.groups[OPS_GROUP] = [OPS_MEMBER]
+    slack.add_channel("imagepull-alerts", id=CHANNEL)
     db = tmp_path / "bot.db"
     shutil.copyfile(sqlite_template, db)
     db_url = f"sqlite+aiosqlite:///{db}"
@@ -184,8 +185,15 @@ def signed_headers(body: str, *, secret: str = SIGNING_SECRET, ts: int | None = 
     return slack_signed_headers(body, secret, ts)
 
 
-def command_body(text: str, user: str = REQUESTER, channel: str = CHANNEL) -> str:
-    """A slash command body as Slack sends it."""
+def command_body(
+    text: str,
+    user: str = REQUESTER,
+    channel: str = CHANNEL,
+    *,
+    response_url: str = "https://hooks.slack.invalid/x",
+    trigger_id: str = "1.2.3",
+) -> str:
+    """A slash command body as Slack sends it (the fake mints working response_urls and trigger_ids)."""
     return urlencode(
         {
             "team_id": "TFAKE001",
@@ -194,14 +202,23 @@ def command_body(text: str, user: str = REQUESTER, channel: str = CHANNEL) -> st
             "user_name": user.lower(),
             "command": "/imagepull",
             "text": text,
-            "response_url": "https://hooks.slack.invalid/x",
-            "trigger_id": "1.2.3",
+            "response_url": response_url,
+            "trigger_id": trigger_id,
             "api_app_id": "AFAKE001",
         }
     )
 
 
-def action_body(action_id: str, value: str, user: str, channel: str = CHANNEL, ts: str = "1.000001") -> str:
+def action_body(
+    action_id: str,
+    value: str,
+    user: str,
+    channel: str = CHANNEL,
+    ts: str = "1.000001",
+    *,
+    response_url: str | None = None,
+    trigger_id: str = "9.9.9",
+) -> str:
     """A block_actions body (a button click) as Slack sends it."""
     import json
 
@@ -210,12 +227,14 @@ def action_body(action_id: str, value: str, user: str, channel: str = CHANNEL, t
         "team": {"id": "TFAKE001"},
         "user": {"id": user},
         "api_app_id": "AFAKE001",
-        "trigger_id": "9.9.9",
+        "trigger_id": trigger_id,
         "channel": {"id": channel},
         "message": {"ts": ts, "text": "proposal"},
         "container": {"type": "message", "message_ts": ts, "channel_id": channel},
         "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value, "action_ts": "1"}],
     }
+    if response_url is not None:
+        payload["response_url"] = response_url
     return urlencode({"payload": json.dumps(payload)})
 
 

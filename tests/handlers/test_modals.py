@@ -34,9 +34,9 @@ def submission(view: dict[str, object], typed: dict[str, str], user: str = REQUE
 
 async def test_command_opens_the_form(world: World, endpoint: SlackEndpoint) -> None:
     """recreate-secret without --from opens the modal, prefilled with the secret and server."""
-    body = command_body("recreate-secret shop/regcred --server reg.example.com")
+    body = command_body("recreate-secret shop/regcred --server reg.example.com", trigger_id=world.slack.trigger_id())
     await endpoint.post(body, signed_headers(body))
-    (view,) = await eventually(lambda: world.slack.views)
+    (view,) = await eventually(lambda: [v for v in world.slack.views if v.get("callback_id")])
     initial = {b["block_id"]: b["element"].get("initial_value") for b in view["blocks"] if b["type"] == "input"}
     assert initial["secret"] == "regcred" and initial["server"] == "reg.example.com"
 

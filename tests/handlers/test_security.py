@@ -160,9 +160,10 @@ async def test_recreate_secret_button_opens_a_private_modal(world: World, endpoi
     from tests.handlers.conftest import store_incident
 
     incident = await store_incident(world, "web-abc")
-    body = action_body("imagepull:recreate_secret", json.dumps({"incident": incident.key}), REQUESTER)
+    value = json.dumps({"incident": incident.key})
+    body = action_body("imagepull:recreate_secret", value, REQUESTER, trigger_id=world.slack.trigger_id())
     await endpoint.post(body, signed_headers(body))
-    (view,) = await eventually(lambda: world.slack.views)
+    (view,) = await eventually(lambda: [v for v in world.slack.views if v.get("callback_id")])
     meta = json.loads(view["private_metadata"])
     assert meta["namespace"] == "shop" and meta["cluster"] == "prod"
     assert {b.get("block_id") for b in view["blocks"]} >= {"secret", "source", "server", "username", "password"}

@@ -75,6 +75,7 @@ async def _idle(bot: object) -> bool:
 
 
 async def test_the_weekly_report_goes_once_to_every_route_channel(world: World, tmp_path: Path) -> None:
+    world.slack.add_channel("pay")
     settings = bot_settings(world, f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}", routes={"e2e/pay": "#pay"})
     settings.prevention.enabled = False
     async with running(settings) as bot:

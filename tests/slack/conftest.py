@@ -22,6 +22,9 @@ CHANNEL = "#imagepull-alerts"
 async def fake() -> AsyncIterator[FakeSlackApi]:
     """A started fake Slack Web API that checks the bot token."""
     async with FakeSlackApi(token=TOKEN) as api:
+        api.add_channel(CHANNEL)
+        api.add_channel("one", id="C1")
+        api.add_channel("two", id="C2")
         yield api
 
 

@@ -58,7 +58,7 @@ def command_body(text: str) -> str:
         {
             "token": "legacy",
             "team_id": "TFAKE001",
-            "channel_id": "C0000001",
+            "channel_id": "C1",
             "user_id": "U0000042",
             "user_name": "alice",
             "command": "/imagepull",
@@ -148,6 +148,7 @@ async def test_unknown_error_is_logged_with_an_id(
 async def test_socket_mode_end_to_end() -> None:
     """A slash command envelope over the fake websocket reaches the listener, is acked, and the listener runs."""
     async with FakeSocketMode() as socket, FakeSlackApi(token=TOKEN) as fake:
+        fake.add_channel("alerts", id="C0000001")
         fake.socket_url = socket.url
         client = AsyncWebClient(token=TOKEN, base_url=fake.url)
         app = build_app(Settings(slack=SlackSettings(bot_token=SecretStr(TOKEN))), client=client, register=register)

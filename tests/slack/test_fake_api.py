@@ -91,7 +91,7 @@ async def test_wrong_token_is_refused(fake: FakeSlackApi) -> None:
 async def test_views_users_and_ephemerals(fake: FakeSlackApi, client: AsyncWebClient) -> None:
     """views.open stores the view, users.info answers, chat.postEphemeral is kept apart from channel messages."""
     opened = await client.views_open(
-        trigger_id="1.2", view={"type": "modal", "title": {"type": "plain_text", "text": "t"}}
+        trigger_id=fake.trigger_id(), view={"type": "modal", "title": {"type": "plain_text", "text": "t"}, "blocks": []}
     )
     assert opened["view"]["id"].startswith("V")
     assert fake.views[0]["type"] == "modal"

@@ -229,6 +229,7 @@ async def test_timeouts_are_retried(store: Store, fake: FakeSlackApi) -> None:
 async def test_ephemeral_goes_to_one_user(store: Store, client: AsyncWebClient, fake: FakeSlackApi) -> None:
     """EPHEMERAL rows use chat.postEphemeral with the row's user."""
     await store.save_incident(incident("k1"))
+    fake.add_channel("private-room", id="C123")
     await store.enqueue(
         [
             OutboxMessage(
