@@ -33,6 +33,9 @@ class KubeSettings(BaseModel):
     exclude_namespaces: list[str] = Field(default_factory=lambda: ["kube-system"])
     # Namespaces whose Secrets the bot may read for verification (empty: all it has RBAC for).
     secret_namespaces: list[str] = Field(default_factory=list)
+    # List the namespace's dockerconfig-type Secrets (names and registry keys are all that leave the process), so a
+    # valid secret nobody refers to is offered as a link. Needs `list` on secrets; off: the thread says so.
+    list_pull_secrets: bool = True
 
 
 class RegistrySettings(BaseModel):
