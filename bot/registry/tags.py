@@ -103,8 +103,7 @@ def near_names(repository: str) -> list[str]:
             out.append(last[:i] + last[i + 1 :])
     for i in range(len(last)):
         out.append(last[:i] + last[i + 1 :])
-    names = [prefix + n for n in dict.fromkeys(out) if n and n != last and n[0].isalnum() and n[-1].isalnum()]
-    return names
+    return [prefix + n for n in dict.fromkeys(out) if n and n != last and n[0].isalnum() and n[-1].isalnum()]
 
 
 def nearest_names(wanted: str, names: Iterable[str], limit: int = 3) -> tuple[str, ...]:
