@@ -401,7 +401,9 @@ def _cause_commands(
     out: list[FixCommand] = []
     node = _node(failure, inspection)
     ns, pod = failure.namespace, failure.pod
-    if cause is Cause.TAG_NOT_FOUND:
+    if cause is Cause.TAG_NOT_FOUND and pullable_now:
+        pass  # the tag is there now: the retry below is the fix, not another tag
+    elif cause is Cause.TAG_NOT_FOUND:
         near = probe.nearest_tags if probe else ()
         cmd = None
         if near:

@@ -342,21 +342,35 @@ class RegistryProber:
                 data = None
             names = data.get("repositories") if isinstance(data, dict) else None
             repos = [r for r in names or [] if isinstance(r, str) and r != ref.repository]
-            state.nearest_repositories = nearest_names(ref.repository, repos)
-            return
-        found: list[str] = []
-        for candidate in near_names(ref.repository)[:NEAR_NAME_PROBES]:
+            candidates = list(nearest_names(ref.repository, repos))
+            checked = True
+        else:
+            candidates = near_names(ref.repository)[:NEAR_NAME_PROBES]
+            checked = False
+        with_tag: list[str] = []
+        without: list[str] = []
+        for candidate in candidates:
             probe_state = _State()
             other = _Conversation(talk.session, talk.base, candidate, credentials, talk.ssl_context, probe_state)
-            url = (talk.base / "v2" / candidate / "tags" / "list").with_query({"n": "1"})
+            url = (talk.base / "v2" / candidate / "tags" / "list").with_query({"n": "1000"})
             try:
                 answer = await other.request("GET", url)
             except _Stop:
                 continue
             state.secrets.extend(probe_state.secrets)
-            if answer.status == 200:
-                found.append(candidate)
-        state.nearest_repositories = tuple(found[:3])
+            if answer.status != 200:
+                if checked:
+                    without.append(candidate)
+                continue
+            try:
+                listed: Any = json.loads(answer.body)
+            except ValueError:
+                listed = None
+            tags = listed.get("tags") if isinstance(listed, dict) else None
+            has = ref.tag is None or (isinstance(tags, list) and ref.tag in tags)
+            (with_tag if has else without).append(candidate)
+        # Names that hold the wanted tag first: `team/ap:1.2.3` is nearer to `team/app` (has 1.2.3) than `team/api`.
+        state.nearest_repositories = tuple((with_tag + without)[:3])
 
     async def _ping(self, talk: _Conversation) -> None:
         talk.state.step = "ping"
