@@ -436,7 +436,10 @@ def _unread(secret: SecretCheck) -> bool:
 
 def _unchecked(verdict: _Verdict, inspection: PodInspection) -> None:
     """Reads that failed: said as "could not check", never as fine, and the confidence drops."""
+    secret_related = verdict.cause in SECRET_CAUSES or verdict.cause is Cause.PULL_SECRET_NOT_LINKED
     for what in inspection.unchecked:
+        if what.startswith("the namespace's other") and not secret_related:
+            continue  # other pull secrets matter only when credentials are the question
         verdict.add(f"could not check {plain(what, 160)}", "cluster")
     if any(not u.startswith("the namespace's other") for u in inspection.unchecked):
         verdict.confidence = max(verdict.confidence - 0.1, 0.2)
