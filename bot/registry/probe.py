@@ -341,7 +341,9 @@ class RegistryProber:
             except ValueError:
                 data = None
             names = data.get("repositories") if isinstance(data, dict) else None
-            repos = [r for r in names or [] if isinstance(r, str) and r != ref.repository]
+            if ref.repository in (names or []):
+                return  # the repository exists: a refusal is about access, not about its name
+            repos = [r for r in names or [] if isinstance(r, str)]
             candidates = list(nearest_names(ref.repository, repos))
             checked = True
         else:
