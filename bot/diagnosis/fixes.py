@@ -178,6 +178,8 @@ def _secret_commands(
     on_sa = [c for c in checks if c.referenced_by == "serviceaccount" and c.exists and c.parses and c.matches_image]
     linkable = [c for c in checks if c.referenced_by == "namespace" and c.exists and c.parses and c.matches_image]
     missing = [c for c in sent if not c.exists]
+    if cause is Cause.RATE_LIMITED and any(c.exists and c.matches_image for c in sent):
+        return out  # the pod already pulls with credentials: another secret does not raise the limit
     if cause is Cause.PULL_SECRET_MISSING and missing:
         # The name the pod already refers to: creating it is all the kubelet needs (it reads secrets at each pull).
         out.append(_create_secret(ns, missing[0].name, server, registry))

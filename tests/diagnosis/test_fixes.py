@@ -255,3 +255,11 @@ def test_link_with_a_hostile_service_account_name_runs_only_kubectl(tmp_path: Pa
     calls = _run_link(tmp_path, name, "")
     assert [call[4] for call in calls] == [name, name]
     assert [call[2] for call in calls] == ["get", "patch"]
+
+
+def test_rate_limit_with_credentials_already_sent_adds_no_secret() -> None:
+    """Authenticating lifts an anonymous limit; a pod that already sends credentials gets no new secret."""
+    fixes = fix_commands(Cause.RATE_LIMITED, failure(image="nginx:1"), inspection(), FACTS)
+    assert not any("create secret" in f.command or "patch" in f.command for f in fixes)
+    anonymous = fix_commands(Cause.RATE_LIMITED, failure(image="nginx:1"), replace(inspection(), secrets=()), FACTS)
+    assert any("create secret" in f.command for f in anonymous)
