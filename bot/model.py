@@ -189,12 +189,15 @@ class SecretCheck:
     """One imagePullSecret as found in the cluster. Never carries credential values."""
 
     name: str
-    referenced_by: str  # "pod" | "serviceaccount"
+    # "pod": in pod.spec.imagePullSecrets, the only secrets the kubelet sends for this pod;
+    # "serviceaccount": listed by the pod's ServiceAccount but not in the pod (a NEW pod listing none gets it);
+    # "namespace": a dockerconfig secret of the namespace that nothing above refers to.
+    referenced_by: str
     exists: bool
     type: str | None = None  # "kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg", ...
     parses: bool = False
     registries: tuple[str, ...] = ()  # normalised hosts of its auths entries
-    matches_image: bool = False  # an auths key matches the image's registry host
+    matches_image: bool = False  # the kubelet's keyring would send one of its entries for the image
     problem: str | None = None  # why it does not parse, in words safe to show
     created_at: datetime | None = None
     fingerprint: str | None = None  # short hash of the matching credential, for caches and audit
@@ -220,6 +223,12 @@ class PodInspection:
     secrets: tuple[SecretCheck, ...] = ()
     node: NodeInfo | None = None
     events: tuple[str, ...] = ()  # recent event lines, "Reason: message"
+    pod_secret_names: tuple[str, ...] = ()  # pod.spec.imagePullSecrets, in order
+    # Reads that failed or were not allowed, in words safe to show ("ServiceAccount `default` (forbidden)"):
+    # what they would have told is unknown, never fine.
+    unchecked: tuple[str, ...] = ()
+    namespace_secrets_listed: bool = False  # the namespace's dockerconfig secrets were listed
+    cluster_platforms: tuple[str, ...] = ()  # "os/arch" of the cluster's nodes (empty: not read)
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +279,13 @@ class ProbeResult:
     digest: str | None = None  # Docker-Content-Digest of the manifest or index the reference resolves to now
     elapsed_ms: float = 0.0
     cached: bool = False
+    # The token endpoint apart from the manifest: its HTTP status (None: no token was asked for) and whether
+    # the pod's credentials were presented to it. 200 with credentials means the registry accepted them.
+    token_status: int | None = None
+    token_with_credentials: bool = False
+    auth_error: str = ""  # the `error` of the refusal's Bearer challenge ("insufficient_scope"), or ""
+    nearest_repositories: tuple[str, ...] = ()  # existing repositories near the wanted one (catalog or probes)
+    repositories_checked: bool = False  # the registry was asked for near repository names
 
 
 # ---- Incidents and Slack writes (produced by bot.incidents, persisted by bot.store) ----

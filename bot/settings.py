@@ -42,6 +42,9 @@ class KubeSettings(BaseModel):
     diagnosis_workers: int = Field(default=4, ge=1, le=64)
     api_timeout_s: float = Field(default=30.0, gt=0)
     watch_silence_s: float = Field(default=120.0, gt=0)
+    # List the namespace's dockerconfig-type Secrets (names and registry keys are all that leave the process), so a
+    # valid secret nobody refers to is offered as a link. Needs `list` on secrets; off: the thread says so.
+    list_pull_secrets: bool = True
 
 
 class RegistrySettings(BaseModel):

@@ -133,7 +133,12 @@ class DemoKubelet:
                 pod = k8s.set_running(k8s.pod_for(rs, i, node_name=node), w.name)
             else:
                 message = k8s.pull_error(w.image, w.error)
-                pod = k8s.pod_for(rs, i, waiting={w.name: ("ErrImagePull", message)}, node_name=node)
+                # The ServiceAccount admission plugin copies the SA's pull secrets into a pod that lists none.
+                sa = self.cluster.get("ServiceAccount", w.namespace, "default") or {}
+                secrets = [str(ref["name"]) for ref in sa.get("imagePullSecrets") or () if ref.get("name")]
+                pod = k8s.pod_for(
+                    rs, i, waiting={w.name: ("ErrImagePull", message)}, node_name=node, image_pull_secrets=secrets
+                )
             pod = self.cluster.put(pod)
             pods.append(pod)
             if w.error is not None:

@@ -143,8 +143,10 @@ class BenchKubelet:
     def namespace(self, name: str) -> None:
         """Create a namespace and its default ServiceAccount (once)."""
         if name not in self._namespaces:
-            self.cluster.put(k8s.namespace(name))
-            self.cluster.put(k8s.service_account("default", name))
+            if self.cluster.get("Namespace", None, name) is None:
+                self.cluster.put(k8s.namespace(name))
+            if self.cluster.get("ServiceAccount", name, "default") is None:
+                self.cluster.put(k8s.service_account("default", name))
             self._namespaces.add(name)
 
     def start(self, w: Workload, *, events: bool = True) -> list[dict[str, Any]]:
@@ -163,8 +165,13 @@ class BenchKubelet:
         if w.error is None:
             return self.cluster.put(k8s.set_running(k8s.pod_for(rs, i, node_name=node), w.name))
         message = k8s.pull_error(w.image, w.error)
+        secrets = list(w.pull_secrets)
+        if not secrets:
+            # The ServiceAccount admission plugin copies the SA's pull secrets into a pod that lists none.
+            sa = self.cluster.get("ServiceAccount", w.namespace, "default") or {}
+            secrets = [ref["name"] for ref in sa.get("imagePullSecrets") or () if ref.get("name")]
         pod = k8s.pod_for(
-            rs, i, waiting={w.name: ("ErrImagePull", message)}, node_name=node, image_pull_secrets=w.pull_secrets
+            rs, i, waiting={w.name: ("ErrImagePull", message)}, node_name=node, image_pull_secrets=secrets
         )
         pod = self.cluster.put(pod)
         if events:

@@ -154,7 +154,8 @@ CATALOGUE: dict[Cause, CauseInfo] = {
         _info(
             Cause.PULL_SECRET_NOT_LINKED,
             "No pull secret for a private registry",
-            "The registry is private and neither the pod nor its ServiceAccount has a pull secret for it.",
+            "The registry wants credentials and the pod sends none for it: the kubelet sends only the pod's own"
+            " imagePullSecrets, which a ServiceAccount's are copied into when a pod is created.",
             ActionKind.LINK_SECRET,
             ActionKind.RECREATE_SECRET,
         ),

@@ -13,7 +13,7 @@ import shlex
 
 from bot import imageref
 from bot.diagnosis.catalogue import NO_RETRY_CAUSES, SECRET_CAUSES
-from bot.model import Cause, Facts, FixCommand, PodInspection, PullFailure
+from bot.model import Cause, Facts, FixCommand, PodInspection, ProbeResult, PullFailure
 
 DEFAULT_SECRET_NAME = "regcred"  # noqa: S105 - a secret object name, not a password
 DEBUG_IMAGE = "curlimages/curl:8.8.0"
@@ -104,52 +104,130 @@ def _set_image(failure: PullFailure, facts: Facts, title: str, value_suffix: str
     return FixCommand(title, _kubectl(failure.namespace, "set", "image", target, assignment), mutating=True)
 
 
+def _slug(host: str) -> str:
+    out = "".join(c if c.isalnum() else "-" for c in host.lower()).strip("-")
+    return "-".join(p for p in out.split("-") if p)[:40] or "registry"
+
+
+def _create_secret(ns: str, name: str, server: str, registry: str) -> FixCommand:
+    return FixCommand(
+        f"Create the pull secret {name} for {registry} (fill in REGISTRY_USER and REGISTRY_PASSWORD)",
+        _kubectl(
+            ns,
+            "create",
+            "secret",
+            "docker-registry",
+            q(name),
+            q(f"--docker-server={server}"),
+            '--docker-username="$REGISTRY_USER"',
+            '--docker-password="$REGISTRY_PASSWORD"',
+        ),
+        mutating=True,
+    )
+
+
+def _add_to_template(failure: PullFailure, inspection: PodInspection | None, secret: str) -> FixCommand | None:
+    """A strategic merge patch of the workload's pod template: imagePullSecrets merge by name, nothing is dropped."""
+    kind = failure.workload.kind.lower()
+    path = _POD_SPEC_PATH.get(kind)
+    if path is None:
+        return None
+    own = inspection.pod_secret_names if inspection else ()
+    if inspection is not None and not own:
+        own = tuple(c.name for c in inspection.secrets if c.referenced_by == "pod")
+    names = [*own, secret]
+    body: dict[str, object] = {"imagePullSecrets": [{"name": n} for n in dict.fromkeys(names)]}
+    for key in reversed(path):
+        body = {key: body}
+    target = q(f"{kind}/{failure.workload.name}")
+    return FixCommand(
+        f"Add the pull secret {secret} to {kind}/{failure.workload.name} (new pods are rolled out with it)",
+        _kubectl(failure.namespace, "patch", target, "-p", q(json.dumps(body, separators=(",", ":")))),
+        mutating=True,
+    )
+
+
+def _free_name(inspection: PodInspection | None, wanted: str) -> str:
+    taken = {c.name for c in (inspection.secrets if inspection else ()) if c.exists}
+    if wanted not in taken:
+        return wanted
+    for i in range(2, 50):
+        if f"{wanted}-{i}" not in taken:
+            return f"{wanted}-{i}"
+    return f"{wanted}-new"
+
+
 def _secret_commands(
     cause: Cause, failure: PullFailure, inspection: PodInspection | None, facts: Facts
 ) -> list[FixCommand]:
+    """Create or link a pull secret; a secret that exists is never overwritten (others may need its entries)."""
     ns = failure.namespace
-    secret = _secret_name(cause, inspection)
     registry = _registry(failure, facts) or facts.host or "REGISTRY_HOST"
     server = DOCKER_HUB_SERVER if registry == imageref.DOCKER_HUB else registry
+    sa = _service_account(inspection)
     out = [
         FixCommand(
             "Show the pull secrets of the pod and of its ServiceAccount",
             _kubectl(ns, "get", "pod", q(failure.pod), "-o", q("jsonpath={.spec.imagePullSecrets}"))
             + " && "
-            + _kubectl(
-                ns, "get", "serviceaccount", q(_service_account(inspection)), "-o", q("jsonpath={.imagePullSecrets}")
-            ),
-        ),
-        FixCommand(
-            f"Create or replace the pull secret {secret} for {registry} (fill in REGISTRY_USER and REGISTRY_PASSWORD)",
-            _kubectl(
-                ns,
-                "create",
-                "secret",
-                "docker-registry",
-                q(secret),
-                q(f"--docker-server={server}"),
-                '--docker-username="$REGISTRY_USER"',
-                '--docker-password="$REGISTRY_PASSWORD"',
-                "--dry-run=client",
-                "-o",
-                "yaml",
-            )
-            + " | "
-            + _kubectl(ns, "apply", "-f", "-"),
-            mutating=True,
-        ),
+            + _kubectl(ns, "get", "serviceaccount", q(sa), "-o", q("jsonpath={.imagePullSecrets}")),
+        )
     ]
-    if cause in _LINK_CAUSES:
-        sa = _service_account(inspection)
+    checks = inspection.secrets if inspection else ()
+    sent = [c for c in checks if c.referenced_by == "pod"]
+    on_sa = [c for c in checks if c.referenced_by == "serviceaccount" and c.exists and c.parses and c.matches_image]
+    linkable = [c for c in checks if c.referenced_by == "namespace" and c.exists and c.parses and c.matches_image]
+    missing = [c for c in sent if not c.exists]
+    if cause is Cause.RATE_LIMITED and any(c.exists and c.matches_image for c in sent):
+        return out  # the pod already pulls with credentials: another secret does not raise the limit
+    if cause is Cause.PULL_SECRET_MISSING and missing:
+        # The name the pod already refers to: creating it is all the kubelet needs (it reads secrets at each pull).
+        out.append(_create_secret(ns, missing[0].name, server, registry))
+        return out
+    if not sent and on_sa:
+        out.append(_recreate(failure, inspection, f"ServiceAccount {sa} already lists {on_sa[0].name}"))
+        return out
+    if not sent:
+        if linkable:
+            secret = linkable[0].name
+        else:
+            secret = _free_name(inspection, DEFAULT_SECRET_NAME)
+            out.append(_create_secret(ns, secret, server, registry))
+        if cause in _LINK_CAUSES or cause in SECRET_CAUSES:
+            out.append(
+                FixCommand(
+                    f"Give the ServiceAccount {sa} the pull secret {secret} (added to the secrets it already has)",
+                    _link_secret_command(ns, sa, secret),
+                    mutating=True,
+                )
+            )
+            out.append(_recreate(failure, inspection, "ServiceAccount pull secrets are copied into pods at creation"))
+        return out
+    # The pod sends secrets of its own: ServiceAccount secrets never reach its pods. A new secret, added to the
+    # workload's template next to the ones it has; the existing secrets stay as they are.
+    secret = _free_name(inspection, f"{DEFAULT_SECRET_NAME}-{_slug(registry)}")
+    out.append(_create_secret(ns, secret, server, registry))
+    patch = _add_to_template(failure, inspection, secret)
+    if patch is not None:
+        out.append(patch)
+    else:
         out.append(
             FixCommand(
-                f"Give the ServiceAccount {sa} the pull secret {secret} (added to the secrets it already has)",
-                _link_secret_command(ns, sa, secret),
-                mutating=True,
+                f"Pod {failure.pod} has no controller and a pod's imagePullSecrets cannot change: recreate it from"
+                f" its manifest with {secret} added to spec.imagePullSecrets",
+                _kubectl(ns, "get", "pod", q(failure.pod), "-o", "yaml"),
             )
         )
     return out
+
+
+def _recreate(failure: PullFailure, inspection: PodInspection | None, why: str) -> FixCommand:
+    owner = inspection.owner_chain[-1] if inspection and inspection.owner_chain else failure.workload
+    if inspection is not None and inspection.controlled:
+        title = f"Recreate the failing pod ({why}): delete it, its {owner.kind.lower()} creates a new one"
+    else:
+        title = f"Recreate the pod from its manifest ({why}): it has no controller"
+    return FixCommand(title, _kubectl(failure.namespace, "delete", "pod", q(failure.pod)), mutating=True)
 
 
 def _link_secret_command(namespace: str, service_account: str, secret: str) -> str:
@@ -167,7 +245,10 @@ def _link_secret_command(namespace: str, service_account: str, secret: str) -> s
 
 
 def _node_probe(cause: Cause, node: str | None, facts: Facts, failure: PullFailure) -> list[FixCommand]:
-    host = facts.host or _registry(failure, facts)
+    registry = _registry(failure, facts)
+    host = facts.host or registry
+    if host and registry and ":" not in host and registry.split(":", 1)[0] == host:
+        host = registry  # keep the registry's port in the command
     if not node or not host:
         return []
     if cause is Cause.DNS_FAILURE:
@@ -207,15 +288,137 @@ def _never_pull_patch(failure: PullFailure) -> FixCommand | None:
     )
 
 
+def _set_image_to(failure: PullFailure, title: str, image: str) -> FixCommand | None:
+    kind = failure.workload.kind.lower()
+    if kind not in _SET_IMAGE_KINDS:
+        return None
+    target = q(f"{kind}/{failure.workload.name}")
+    return FixCommand(
+        title, _kubectl(failure.namespace, "set", "image", target, q(f"{failure.container}={image}")), mutating=True
+    )
+
+
+def _repository_commands(
+    cause: Cause, failure: PullFailure, facts: Facts, probe: ProbeResult | None
+) -> list[FixCommand]:
+    ref = _image(failure, facts)
+    out: list[FixCommand] = []
+    near = probe.nearest_repositories if probe else ()
+    if ref is not None and near:
+        suffix = f"@{ref.digest}" if ref.digest else f":{ref.tag or imageref.DEFAULT_TAG}"
+        shown = near[0].removeprefix("library/") if ref.registry == imageref.DOCKER_HUB else near[0]
+        name = shown if ref.registry == imageref.DOCKER_HUB else f"{ref.registry}/{near[0]}"
+        cmd = _set_image_to(failure, f"Use the existing repository {near[0]}", name + suffix)
+        out += [cmd] if cmd else []
+    elif ref is not None:
+        if ref.registry == imageref.DOCKER_HUB:
+            url = f"https://hub.docker.com/search?q={ref.repository.rsplit('/', 1)[-1]}"
+            out.append(FixCommand("Find the repository's exact name on Docker Hub", f"echo {q(url)}"))
+        else:
+            out.append(
+                FixCommand(
+                    f"Find the repository's exact name: list what {ref.registry} holds (where its catalog is open)",
+                    " ".join(("curl", "-s", q(f"https://{ref.registry}/v2/_catalog?n=1000"))),
+                )
+            )
+    return out
+
+
+def _platform_commands(
+    failure: PullFailure, inspection: PodInspection | None, probe: ProbeResult | None, node: str | None
+) -> list[FixCommand]:
+    out: list[FixCommand] = []
+    if node:
+        out.append(
+            FixCommand(
+                "Show the node's OS and CPU architecture",
+                " ".join(
+                    (
+                        "kubectl",
+                        "get",
+                        "node",
+                        q(node),
+                        "-o",
+                        q("jsonpath={.status.nodeInfo.operatingSystem}/{.status.nodeInfo.architecture}"),
+                    )
+                ),
+            )
+        )
+    offered = [p.split("/")[:2] for p in (probe.platforms if probe else ())]
+    nodes = [p.split("/")[:2] for p in (inspection.cluster_platforms if inspection else ())]
+    usable = [p for p in offered if p in nodes]
+    kind = failure.workload.kind.lower()
+    path = _POD_SPEC_PATH.get(kind)
+    if usable and path is not None:
+        os_name, arch = usable[0]
+        body: dict[str, object] = {"nodeSelector": {"kubernetes.io/os": os_name, "kubernetes.io/arch": arch}}
+        for key in reversed(path):
+            body = {key: body}
+        out.append(
+            FixCommand(
+                f"Run {kind}/{failure.workload.name} on {os_name}/{arch} nodes, a platform the image offers",
+                _kubectl(
+                    failure.namespace,
+                    "patch",
+                    q(f"{kind}/{failure.workload.name}"),
+                    "-p",
+                    q(json.dumps(body, separators=(",", ":"))),
+                ),
+                mutating=True,
+            )
+        )
+    else:
+        ref = imageref.try_parse(failure.image)
+        wanted = ",".join(dict.fromkeys("/".join(p) for p in nodes)) or "linux/amd64,linux/arm64"
+        out.append(
+            FixCommand(
+                f"No node runs a platform the image offers: build and push it for {wanted}",
+                " ".join(
+                    (
+                        "docker",
+                        "buildx",
+                        "build",
+                        q(f"--platform={wanted}"),
+                        "-t",
+                        q(str(ref or failure.image)),
+                        "--push",
+                        ".",
+                    )
+                ),
+            )
+        )
+    return out
+
+
 def _cause_commands(
-    cause: Cause, failure: PullFailure, inspection: PodInspection | None, facts: Facts
+    cause: Cause,
+    failure: PullFailure,
+    inspection: PodInspection | None,
+    facts: Facts,
+    probe: ProbeResult | None,
+    *,
+    pullable_now: bool,
+    credentials_work: bool,
 ) -> list[FixCommand]:
     out: list[FixCommand] = []
     node = _node(failure, inspection)
     ns, pod = failure.namespace, failure.pod
-    if cause in {Cause.TAG_NOT_FOUND, Cause.REPO_NOT_FOUND}:
-        cmd = _set_image(failure, facts, "Point the workload at a tag that exists (fill in NEW_TAG)", ':"$NEW_TAG"')
+    if cause is Cause.TAG_NOT_FOUND and pullable_now:
+        pass  # the tag is there now: the retry below is the fix, not another tag
+    elif cause is Cause.TAG_NOT_FOUND:
+        near = probe.nearest_tags if probe else ()
+        cmd = None
+        if near:
+            ref = _image(failure, facts)
+            if ref is not None:
+                cmd = _set_image_to(
+                    failure, f"Point the workload at the existing tag {near[0]}", f"{ref.name}:{near[0]}"
+                )
+        if cmd is None:
+            cmd = _set_image(failure, facts, "Point the workload at a tag that exists (fill in NEW_TAG)", ':"$NEW_TAG"')
         out += [cmd] if cmd else []
+    elif cause is Cause.REPO_NOT_FOUND or cause is Cause.REPO_NOT_FOUND_OR_NO_ACCESS:
+        out += _repository_commands(cause, failure, facts, probe)
     elif cause is Cause.INVALID_IMAGE_NAME:
         out.append(
             FixCommand(
@@ -244,22 +447,8 @@ def _cause_commands(
     elif cause is Cause.NEVER_PULL:
         patch = _never_pull_patch(failure)
         out += [patch] if patch else []
-    elif cause is Cause.PLATFORM_MISMATCH and node:
-        out.append(
-            FixCommand(
-                "Show the node's OS and CPU architecture",
-                " ".join(
-                    (
-                        "kubectl",
-                        "get",
-                        "node",
-                        q(node),
-                        "-o",
-                        q("jsonpath={.status.nodeInfo.operatingSystem}/{.status.nodeInfo.architecture}"),
-                    )
-                ),
-            )
-        )
+    elif cause is Cause.PLATFORM_MISMATCH:
+        out += _platform_commands(failure, inspection, probe, node)
     elif cause in _DISK_CAUSES and node:
         out.append(
             FixCommand(
@@ -274,11 +463,22 @@ def _cause_commands(
                 "kubectl get validatingwebhookconfigurations,mutatingwebhookconfigurations",
             )
         )
-    if cause in _SECRET_CAUSES:
+    if credentials_work:
+        out.append(
+            FixCommand(
+                "The pull secret works: ask the registry's owner for pull access to the repository, or fix its name",
+                _kubectl(ns, "get", "pod", q(pod), "-o", q("jsonpath={.spec.containers[*].image}")),
+            )
+        )
+    elif cause in _SECRET_CAUSES:
         out += _secret_commands(cause, failure, inspection, facts)
     if cause in _NODE_PROBE_CAUSES:
         out += _node_probe(cause, node, facts, failure)
-    if cause not in NO_RETRY_CAUSES and inspection is not None and inspection.controlled:
+    if any(c.command.endswith(f"delete pod {q(pod)}") for c in out):
+        return out
+    if pullable_now and inspection is not None and inspection.controlled and cause in NO_RETRY_CAUSES:
+        out.append(_recreate(failure, inspection, "the registry serves the image now"))
+    elif cause not in NO_RETRY_CAUSES and inspection is not None and inspection.controlled:
         owner = inspection.owner_chain[-1] if inspection.owner_chain else failure.workload
         out.append(
             FixCommand(
@@ -291,7 +491,23 @@ def _cause_commands(
 
 
 def fix_commands(
-    cause: Cause, failure: PullFailure, inspection: PodInspection | None, facts: Facts
+    cause: Cause,
+    failure: PullFailure,
+    inspection: PodInspection | None,
+    facts: Facts,
+    *,
+    probe: ProbeResult | None = None,
+    pullable_now: bool = False,
+    credentials_work: bool = False,
 ) -> tuple[FixCommand, ...]:
     """Commands filled with the real names, shell-quoted: read-only look-ups first, then the fixes."""
-    return (*_look(failure), *_cause_commands(cause, failure, inspection, facts))
+    commands = _cause_commands(
+        cause,
+        failure,
+        inspection,
+        facts,
+        probe,
+        pullable_now=pullable_now,
+        credentials_work=credentials_work,
+    )
+    return (*_look(failure), *commands)

@@ -97,6 +97,9 @@ class _Verdict:
     cause: Cause
     confidence: float
     evidence: list[Evidence] = field(default_factory=list)
+    credentials_work: bool = False  # the token endpoint accepted the pod's credentials
+    ambiguous_refusal: bool = False  # an anonymous refusal that cannot tell a missing repository from a private one
+    pullable_now: bool = False  # the registry serves the image to the bot as the kubelet would ask for it
 
     def add(self, text: str, source: str, ok: bool | None = None) -> None:
         self.evidence.append(Evidence(text, source, ok))
@@ -119,6 +122,12 @@ def verify(
     facts = _facts(classification.facts, ref)
     registry = ref.registry if ref is not None else facts.registry
 
+    if message_cause is Cause.INVALID_IMAGE_NAME and failure.waiting_reason == "InvalidImageName":
+        verdict.add("the kubelet itself refused the image name (waiting reason InvalidImageName)", "cluster", False)
+        verdict.confidence = 0.98
+    elif message_cause is Cause.NEVER_PULL and failure.waiting_reason == "ErrImageNeverPull":
+        verdict.add("the kubelet itself reports ErrImageNeverPull: the image is not on the node", "cluster", False)
+        verdict.confidence = 0.98
     if inspection is not None:
         _node(verdict, inspection.node)
         if not inspection.exists:
@@ -127,6 +136,7 @@ def verify(
         _probe(verdict, probe, facts, inspection)
     if inspection is not None:
         _secrets(verdict, failure, classification, inspection, probe, registry)
+        _unchecked(verdict, inspection)
     elif TOKEN_EXPIRED_RE.search(classification.raw) and verdict.cause in AUTH_CAUSES:
         verdict.add("the message says the registry token has expired", "message", False)
         verdict.change(Cause.TOKEN_EXPIRED, 0.85)
@@ -139,7 +149,15 @@ def verify(
         confidence=round(min(max(verdict.confidence, 0.05), 0.99), 2),
         facts=facts,
         evidence=tuple(verdict.evidence),
-        fixes=fix_commands(cause, failure, inspection, facts),
+        fixes=fix_commands(
+            cause,
+            failure,
+            inspection,
+            facts,
+            probe=probe,
+            pullable_now=verdict.pullable_now,
+            credentials_work=verdict.credentials_work,
+        ),
         actions=actions_for(cause, inspection),
         raw_message=classification.raw,
         message_cause=message_cause,
@@ -212,6 +230,9 @@ def _probe(verdict: _Verdict, probe: ProbeResult, facts: Facts, inspection: PodI
     if outcome is ProbeOutcome.NAME_UNKNOWN:
         verdict.add(f"repository {code(probe.repository)} does not exist in {where}", "registry", False)
         verdict.change(Cause.REPO_NOT_FOUND, STRONG if cause in (*AUTH_CAUSES, Cause.TAG_NOT_FOUND) else 0.85)
+        if probe.nearest_repositories:
+            near = ", ".join(code(r) for r in probe.nearest_repositories)
+            verdict.add(f"repositories with a near name: {near}", "registry")
     elif outcome is ProbeOutcome.MANIFEST_UNKNOWN:
         _manifest_unknown(verdict, probe)
     elif outcome is ProbeOutcome.OK:
@@ -282,17 +303,25 @@ def _manifest_ok(verdict: _Verdict, probe: ProbeResult, facts: Facts, inspection
     cause = verdict.cause
     if probe.platforms and node_platform:
         offered = ", ".join(probe.platforms)
-        if node_platform not in probe.platforms:
-            arch = node_platform.split("/", 1)[-1]
+        if not _platform_offered(node_platform, probe.platforms):
+            node_os = node_platform.split("/", 1)[0]
+            kind = "OS" if all(p.split("/", 1)[0] != node_os for p in probe.platforms) else "architecture"
             only = " only" if len(probe.platforms) == 1 else ""
-            verdict.add(f"node is {code(arch)}; the image offers {code(offered)}{only}", "registry", False)
+            verdict.add(
+                f"node is {code(node_platform)}; the image offers {code(offered)}{only} ({kind} mismatch)",
+                "registry",
+                False,
+            )
             if cause in (Cause.PLATFORM_MISMATCH, Cause.OTHER):
                 verdict.change(Cause.PLATFORM_MISMATCH, STRONG if cause is Cause.PLATFORM_MISMATCH else 0.8)
             return
         verdict.add(f"the image offers {code(node_platform)} (all: {code(offered)})", "registry", True)
+        verdict.pullable_now = True
     if cause is Cause.PLATFORM_MISMATCH and not probe.platforms:
-        verdict.add("the image is a single-platform manifest: its architecture was not checked", "registry")
+        verdict.add("could not check the image's platform: it is a single-platform manifest", "registry")
         return
+    if not probe.platforms or node_platform is None:
+        verdict.pullable_now = True
     if cause in (Cause.TAG_NOT_FOUND, Cause.PLATFORM_MISMATCH, *AUTH_CAUSES, Cause.REGISTRY_SERVER_ERROR):
         how = " with the pod's credentials" if probe.used_credentials else ""
         verdict.add(
@@ -309,21 +338,73 @@ def _manifest_ok(verdict: _Verdict, probe: ProbeResult, facts: Facts, inspection
             verdict.confidence = 0.5
 
 
+def _platform_offered(node_platform: str, offered: tuple[str, ...]) -> bool:
+    """Whether an index entry fits the node: same OS and architecture (a variant on either side is not required)."""
+    want = node_platform.split("/")[:2]
+    return any(p.split("/")[:2] == want for p in offered)
+
+
 def _ref_suffix(reference: str) -> str:
     return f"@{reference[:19]}…" if ":" in reference else f":{reference}"
 
 
 def _refused(verdict: _Verdict, probe: ProbeResult) -> None:
     status = probe.http_status or (401 if probe.outcome is ProbeOutcome.UNAUTHORIZED else 403)
-    who = "the pod's pull-secret credentials" if probe.used_credentials else "an anonymous request"
-    verdict.add(f"the registry refuses {who} with HTTP {status}", "registry", False)
+    scope = " insufficient_scope" if probe.auth_error == "insufficient_scope" else ""
     cause = verdict.cause
+    if probe.token_status == 200 and probe.token_with_credentials:
+        # The token endpoint judged the credentials and accepted them: they are not the problem.
+        verdict.credentials_work = True
+        verdict.add(
+            "the registry's token endpoint accepts the pod's pull-secret credentials (HTTP 200)", "registry", True
+        )
+        verdict.add(
+            f"with that token the manifest request gets HTTP {status}{scope}: the repository does not exist,"
+            " or this account may not pull it",
+            "registry",
+            False,
+        )
+        if probe.nearest_repositories:
+            _near_repositories(verdict, probe)
+            return
+        if cause in (*AUTH_CAUSES, Cause.OTHER, Cause.TAG_NOT_FOUND):
+            verdict.change(Cause.REPO_NOT_FOUND_OR_NO_ACCESS, 0.8)
+        return
+    if not probe.used_credentials and probe.token_status == 200:
+        # Docker Hub and others give an anonymous token for any scope, then refuse a repository that does not
+        # exist exactly as they refuse a private one.
+        verdict.ambiguous_refusal = True
+        verdict.add(
+            f"an anonymous request gets HTTP {status}{scope}: the registry answers so for a repository that does not"
+            " exist and for a private one alike",
+            "registry",
+            False,
+        )
+        if probe.nearest_repositories:
+            _near_repositories(verdict, probe)
+            return
+        if probe.repositories_checked:
+            verdict.add("no existing repository with a near name was found", "registry")
+        if cause in (*AUTH_CAUSES, Cause.OTHER):
+            verdict.change(Cause.REPO_NOT_FOUND_OR_NO_ACCESS, 0.5)
+        return
+    who = "the pod's pull-secret credentials" if probe.used_credentials else "an anonymous request"
+    verdict.add(f"the registry refuses {who} with HTTP {status}{scope}", "registry", False)
+    if probe.nearest_repositories:
+        _near_repositories(verdict, probe)
+        return
     if cause in AUTH_CAUSES:
         verdict.confidence = 0.75
     elif cause in (Cause.TAG_NOT_FOUND, Cause.PLATFORM_MISMATCH):
-        verdict.add("the bot could not check the image itself", "registry")
+        verdict.add("could not check the image itself: the registry refused the bot", "registry")
     elif cause is Cause.OTHER:
         verdict.change(Cause.AUTH_FAILED, 0.6)
+
+
+def _near_repositories(verdict: _Verdict, probe: ProbeResult) -> None:
+    near = ", ".join(code(r) for r in probe.nearest_repositories)
+    verdict.add(f"repository {code(probe.repository)} is probably misspelt: the registry has {near}", "registry", False)
+    verdict.change(Cause.REPO_NOT_FOUND, 0.85)
 
 
 def _unreachable(verdict: _Verdict, probe: ProbeResult) -> None:
@@ -346,6 +427,24 @@ def _unreachable(verdict: _Verdict, probe: ProbeResult) -> None:
 # ---- pull secrets ----
 
 
+_UNREAD_PREFIXES = ("cannot read", "not inspected")
+
+
+def _unread(secret: SecretCheck) -> bool:
+    return secret.exists and secret.problem is not None and secret.problem.startswith(_UNREAD_PREFIXES)
+
+
+def _unchecked(verdict: _Verdict, inspection: PodInspection) -> None:
+    """Reads that failed: said as "could not check", never as fine, and the confidence drops."""
+    secret_related = verdict.cause in SECRET_CAUSES or verdict.cause is Cause.PULL_SECRET_NOT_LINKED
+    for what in inspection.unchecked:
+        if what.startswith("the namespace's other") and not secret_related:
+            continue  # other pull secrets matter only when credentials are the question
+        verdict.add(f"could not check {plain(what, 160)}", "cluster")
+    if any(not u.startswith("the namespace's other") for u in inspection.unchecked):
+        verdict.confidence = max(verdict.confidence - 0.1, 0.2)
+
+
 def _secrets(
     verdict: _Verdict,
     failure: PullFailure,
@@ -354,19 +453,25 @@ def _secrets(
     probe: ProbeResult | None,
     registry: str | None,
 ) -> None:
-    referenced = [s for s in inspection.secrets if s.referenced_by in ("pod", "serviceaccount")]
-    missing = [s for s in referenced if not s.exists]
-    present = [s for s in referenced if s.exists]
+    # The kubelet sends only pod.spec.imagePullSecrets; the ServiceAccount's are copied into a pod at creation.
+    sent = [s for s in inspection.secrets if s.referenced_by == "pod"]
+    on_sa = [s for s in inspection.secrets if s.referenced_by == "serviceaccount"]
+    unread = [s for s in sent if _unread(s)]
+    missing = [s for s in sent if not s.exists]
+    present = [s for s in sent if s.exists and not _unread(s)]
     matching = [s for s in present if s.parses and s.matches_image]
     probe_refused = probe is not None and probe.outcome in (ProbeOutcome.UNAUTHORIZED, ProbeOutcome.FORBIDDEN)
     needs_auth = verdict.cause in AUTH_CAUSES or probe_refused or verdict.cause is Cause.PULL_SECRET_MISSING
+    for s in unread:
+        verdict.add(f"could not check secret {code(s.name)}: {plain(s.problem or '', 80)}", "cluster")
+        verdict.confidence = max(verdict.confidence - 0.15, 0.2)
 
     if verdict.cause is Cause.PULL_SECRET_MISSING:
         if missing:
             names = ", ".join(code(s.name) for s in missing)
             verdict.add(f"secret {names} does not exist in namespace {code(inspection.namespace)}", "cluster", False)
             verdict.confidence = STRONG if not matching else 0.7
-        else:
+        elif not unread:
             verdict.add("every pull secret the pod refers to exists now", "cluster", True)
             verdict.confidence = DOUBTFUL
         return
@@ -375,6 +480,8 @@ def _secrets(
     host = code(registry or "the registry")
     if matching:
         _matching_secret(verdict, failure, classification, matching[0], probe, registry)
+        return
+    if verdict.credentials_work:
         return
     if missing:
         names = ", ".join(code(s.name) for s in missing)
@@ -391,17 +498,36 @@ def _secrets(
     if present:
         for s in present:
             has = ", ".join(code(r) for r in s.registries) or "no registry"
-            verdict.add(f"secret {code(s.name)} has no entry for {host} (it has {has})", "cluster", False)
+            verdict.add(
+                f"secret {code(s.name)} has no entry the kubelet would send for {host} (it has {has})", "cluster", False
+            )
         verdict.change(
             Cause.PULL_SECRET_WRONG_REGISTRY, CONFIRMED if probe_refused or verdict.cause in AUTH_CAUSES else 0.7
         )
         return
+    if unread:
+        return
     sa = code(inspection.service_account or "default")
-    verdict.add(f"neither pod {code(inspection.pod)} nor ServiceAccount {sa} has an imagePullSecret", "cluster", False)
+    sa_matching = [s for s in on_sa if s.exists and s.parses and s.matches_image]
+    if sa_matching:
+        s0 = sa_matching[0]
+        verdict.add(
+            f"ServiceAccount {sa} lists secret {code(s0.name)} for {host}, but pod {code(inspection.pod)} was created"
+            " without it: the kubelet sends only the pod's own imagePullSecrets; a new pod gets it",
+            "cluster",
+            False,
+        )
+        verdict.change(Cause.PULL_SECRET_NOT_LINKED, CONFIRMED if probe_refused else 0.8)
+        return
+    verdict.add(f"pod {code(inspection.pod)} has no imagePullSecret the kubelet could send", "cluster", False)
+    linkable = _linkable(inspection)
+    if verdict.ambiguous_refusal and not linkable:
+        return
     if probe_refused or verdict.cause in AUTH_CAUSES:
         # Nodes may hold credentials of their own (a kubelet credential provider): not certain.
-        verdict.change(Cause.PULL_SECRET_NOT_LINKED, CONFIRMED if probe_refused else 0.8)
-        for s in _linkable(inspection):
+        confident = probe_refused and not verdict.ambiguous_refusal
+        verdict.change(Cause.PULL_SECRET_NOT_LINKED, CONFIRMED if confident else 0.7)
+        for s in linkable:
             verdict.add(f"secret {code(s.name)} in the namespace has credentials for {host}", "cluster", True)
 
 
@@ -413,7 +539,9 @@ def _matching_secret(
     probe: ProbeResult | None,
     registry: str | None,
 ) -> None:
-    verdict.add(f"secret {code(secret.name)} has an entry for {code(registry or '?')}", "cluster", True)
+    verdict.add(
+        f"secret {code(secret.name)} has the entry the kubelet sends for {code(registry or '?')}", "cluster", True
+    )
     said_expired = TOKEN_EXPIRED_RE.search(classification.raw) is not None
     age = failure.observed_at - secret.created_at if failure.observed_at and secret.created_at else None
     ecr_old = registry is not None and ECR_HOST_RE.match(registry) is not None and age is not None
@@ -431,5 +559,5 @@ def _matching_secret(
     if ecr_old or said_expired:
         verdict.change(Cause.TOKEN_EXPIRED, STRONG if probe_refused_creds or (ecr_old and said_expired) else CONFIRMED)
         return
-    if probe_refused_creds:
+    if probe_refused_creds and not verdict.credentials_work:
         verdict.change(Cause.AUTH_FAILED, CONFIRMED)

@@ -142,7 +142,12 @@ class Executor:
                 await asyncio.sleep(self.settle_s)
             incident = await self.ctx.store.get_incident(p.incident_key)
             if incident is not None and incident.status is IncidentStatus.OPEN:
-                await self.followups.post_rediagnosis(incident, tag=f"proposal:{p.id}:followup", by="the fix")
+                by = "the fix"
+                if p.action is ActionKind.LINK_SECRET:
+                    # ServiceAccount pull secrets are copied into pods at creation: pods older than the link keep
+                    # failing and say so; they are not evidence against the fix.
+                    by = "the link, which reaches pods created from now on (older pods need recreating)"
+                await self.followups.post_rediagnosis(incident, tag=f"proposal:{p.id}:followup", by=by)
 
     async def _finish(self, p: Proposal, result: ActionResult) -> None:
         status = ProposalStatus.SUCCEEDED if result.ok else ProposalStatus.FAILED

@@ -6,19 +6,38 @@ Pure: no I/O and no client library. It follows the kubelet's reading of pull sec
 `kubernetes.io/dockercfg` (key `.dockercfg`, the auths map at the top level); an entry's `auth` is
 base64 "user:password" and wins over `username`/`password`. Problems are described in fixed words:
 a problem text never contains any byte of the secret.
+
+Which entry the kubelet sends for an image follows its keyring (kubernetes/kubernetes
+pkg/credentialprovider/keyring.go: `BasicDockerKeyring.Add`, `Lookup`, `isDefaultRegistryMatch`, and
+`URLsMatch`/`ParseSchemelessURL`/`SplitURL` in url.go). The rules, restated here in our own code:
+
+- a key without a scheme gets `https://`; it is parsed as a URL (an unparsable key is ignored); a path
+  starting `/v1/` or `/v2/` loses those three characters; the keyring key is host[:port] plus the
+  remaining path unless that path is empty or `/` (so `https://index.docker.io/v1/` is `index.docker.io`);
+- keys are tried in reverse lexical order (a longer, more specific key first) and EVERY key that matches
+  contributes its credentials, in that order; the kubelet tries them one after the other;
+- a key matches the image name (`registry/repository`, without tag or digest, Docker Hub images as
+  `docker.io/library/nginx`) when: the ports are equal (both absent, or the same digits); the hosts have
+  the same number of dot-separated labels; each key label matches the image label as a shell glob
+  (`*` is one label's worth, never a dot); and the key's path is a plain string prefix of the image's path;
+- only when no key matched: an image on the default registry (no `.` or `:` in the first component, or
+  first component `docker.io` / `index.docker.io`) gets the entry keyed `index.docker.io`.
+
+So `registry-1.docker.io` and `registry.hub.docker.com` keys never apply to Docker Hub images, and
+`host/team` applies to `host/team/app` (and, being a plain prefix, to `host/teamx/app`) but not `host/other`.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot.imageref import registry_key
 from bot.model import Credentials
@@ -42,9 +61,10 @@ class AuthEntry:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     identity_token: str | None = field(default=None, repr=False)
+    key: str | None = None  # the kubelet keyring key (host[:port][/path]); None when the kubelet ignores the entry
 
     def __repr__(self) -> str:
-        return f"AuthEntry(registry={self.registry!r}, username=<redacted>)"
+        return f"AuthEntry(registry={self.registry!r}, key={self.key!r}, username=<redacted>)"
 
     @property
     def has_basic(self) -> bool:
@@ -75,16 +95,14 @@ class DockerConfig:
         """The normalised registry keys of the entries, in order, without duplicates."""
         return tuple(dict.fromkeys(e.registry for e in self.entries))
 
-    def entry_for(self, host: str) -> AuthEntry | None:
-        """The entry whose key matches the image's registry host, preferring an exact key over a wildcard."""
-        want = registry_key(host)
-        exact = [e for e in self.entries if e.registry == want]
-        if exact:
-            return exact[0]
-        for e in self.entries:
-            if host_matches(e.registry, want):
-                return e
-        return None
+    def entry_for(self, image: str) -> AuthEntry | None:
+        """The first entry the kubelet would send for `image` (`registry/repository`, or a bare registry host)."""
+        found = lookup(((None, self),), image)
+        return found[0][1] if found else None
+
+    def entries_for(self, image: str) -> tuple[AuthEntry, ...]:
+        """Every entry the kubelet would try for `image`, in its order."""
+        return tuple(entry for _, entry in lookup(((None, self),), image))
 
 
 def fingerprint(host: str, username: str, password: str) -> str:
@@ -93,25 +111,121 @@ def fingerprint(host: str, username: str, password: str) -> str:
     return hashlib.sha256(material).hexdigest()[:12]
 
 
-def host_matches(key: str, host: str) -> bool:
-    """Whether an auths key (normalised) matches an image's registry host: exact host:port, or a `*` glob per label.
+DEFAULT_REGISTRY_HOST = "index.docker.io"
+_PORT_RE = re.compile(r"[0-9]*", re.ASCII)
 
-    Docker Hub aliases are equal after normalisation; like the kubelet, a glob such as `*.example.com`
-    matches one label per `*` and the ports must be equal.
-    """
-    key, host = registry_key(key), registry_key(host)
-    if key == host:
+
+def keyring_key(location: str) -> str | None:
+    """The kubelet keyring key of an auths key, or None when the kubelet ignores it (unparsable URL)."""
+    value = location if location.startswith(("https://", "http://")) else "https://" + location
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    netloc = parts.netloc.rpartition("@")[2]  # Go's URL.Host leaves user info out
+    if not netloc:
+        return None
+    _, colon, port = netloc.rpartition(":") if not netloc.endswith("]") else ("", "", "")
+    if colon and not _PORT_RE.fullmatch(port):
+        return None  # Go's url.Parse refuses a non-numeric port
+    path = parts.path
+    if path.startswith(("/v2/", "/v1/")):
+        path = path[3:]
+    return netloc + path if path and path != "/" else netloc
+
+
+def _split_host(hostport: str) -> tuple[list[str], str]:
+    """The dot-separated labels of a host and its port ("" when there is none), like kubelet's SplitURL."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        host, rest = hostport[: end + 1], hostport[end + 1 :]
+        port = rest[1:] if rest.startswith(":") else ""
+        return [host], port
+    host, colon, port = hostport.rpartition(":")
+    if not colon or ":" in host:
+        return hostport.split("."), ""
+    return host.split("."), port
+
+
+def _schemeless(url: str) -> tuple[str, str]:
+    """host[:port] and path of a URL written without a scheme (kubelet's ParseSchemelessURL)."""
+    host, slash, path = url.partition("/")
+    return host, slash + path
+
+
+def _glob_label(pattern: str, label: str) -> bool:
+    """Go's filepath.Match for one host label: `*` any run, `?` one character, `[...]`/`[^...]` classes."""
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "*":
+            out.append("[^/]*")
+        elif ch == "?":
+            out.append("[^/]")
+        elif ch == "\\" and i + 1 < len(pattern):
+            i += 1
+            out.append(re.escape(pattern[i]))
+        elif ch == "[":
+            end = pattern.find("]", i + 2)
+            if end < 0:
+                return False  # Go: ErrBadPattern, treated as no match
+            body = pattern[i + 1 : end]
+            negate = body.startswith("^")
+            body = body[1:] if negate else body
+            out.append("[" + ("^" if negate else "") + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    try:
+        return re.fullmatch("".join(out), label) is not None
+    except re.error:
+        return False
+
+
+def urls_match(glob: str, target: str) -> bool:
+    """Whether keyring key `glob` covers image name `target` (both schemeless), by kubelet's URLsMatch rules."""
+    glob_host, glob_path = _schemeless(glob)
+    target_host, target_path = _schemeless(target)
+    glob_labels, glob_port = _split_host(glob_host)
+    target_labels, target_port = _split_host(target_host)
+    if glob_port != target_port or len(glob_labels) != len(target_labels):
+        return False
+    if not target_path.startswith(glob_path):
+        return False
+    return all(_glob_label(g, t) for g, t in zip(glob_labels, target_labels, strict=True))
+
+
+def is_default_registry_match(image: str) -> bool:
+    """Whether `image` is pulled from Docker Hub by its name's shape (kubelet's isDefaultRegistryMatch)."""
+    first, slash, _ = image.partition("/")
+    if not first:
+        return False
+    if not slash:
         return True
-    if "*" not in key:
-        return False
-    key_host, _, key_port = key.partition(":")
-    img_host, _, img_port = host.partition(":")
-    if key_port != img_port:
-        return False
-    key_labels, img_labels = key_host.split("."), img_host.split(".")
-    if len(key_labels) != len(img_labels):
-        return False
-    return all(fnmatch.fnmatchcase(i, k) for k, i in zip(key_labels, img_labels, strict=True))
+    if first in ("docker.io", DEFAULT_REGISTRY_HOST):
+        return True
+    return not any(c in first for c in ".:")
+
+
+def lookup(configs: Iterable[tuple[str | None, DockerConfig]], image: str) -> list[tuple[str | None, AuthEntry]]:
+    """The (source, entry) pairs the kubelet would try for `image`, in its order, from several secrets' configs.
+
+    `image` is `registry/repository` (ImageRef.name); the configs are the pod's pull secrets in the order of
+    `pod.spec.imagePullSecrets`, which the kubelet merges into one keyring before looking up.
+    """
+    by_key: dict[str, list[tuple[str | None, AuthEntry]]] = {}
+    for source, config in configs:
+        for entry in config.entries:
+            if entry.key is not None:
+                by_key.setdefault(entry.key, []).append((source, entry))
+    found: list[tuple[str | None, AuthEntry]] = []
+    for key in sorted(by_key, reverse=True):
+        if urls_match(key, image):
+            found.extend(by_key[key])
+    if not found and is_default_registry_match(image):
+        found.extend(by_key.get(DEFAULT_REGISTRY_HOST, ()))
+    return found
 
 
 def _safe_host(key: str) -> str:
@@ -159,7 +273,13 @@ def _parse_entry(key: str, value: Any) -> AuthEntry | str:
         username, password = user, pw
     if not username and not token:
         return f"{where} has no credentials (no auth, username or identitytoken)"
-    return AuthEntry(registry=registry_key(key), username=username or None, password=password, identity_token=token)
+    return AuthEntry(
+        registry=registry_key(key),
+        username=username or None,
+        password=password,
+        identity_token=token,
+        key=keyring_key(key),
+    )
 
 
 def parse_auths(auths: Any) -> DockerConfig:
@@ -238,11 +358,16 @@ def parse_secret(secret_type: str | None, data: Mapping[str, Any] | None) -> Doc
     return parser(raw)
 
 
-def credentials_for(config: DockerConfig, host: str) -> Credentials | None:
-    """Basic credentials for the image's registry host from a parsed secret, or None when no entry fits."""
-    entry = config.entry_for(host)
-    if entry is None or not entry.has_basic:
-        return None
+def credentials_for(config: DockerConfig, image: str) -> Credentials | None:
+    """Basic credentials of the first entry the kubelet would send for `image`, or None when no entry fits."""
+    for entry in config.entries_for(image):
+        if entry.has_basic:
+            return entry_credentials(entry)
+    return None
+
+
+def entry_credentials(entry: AuthEntry) -> Credentials:
+    """The probe's Credentials for one entry (it must have Basic credentials)."""
     return Credentials(
         username=entry.username or "", password=entry.password or "", fingerprint=entry.fingerprint() or ""
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from bot import imageref
-from bot.kube.dockerconfig import DockerConfig, credentials_for
+from bot.kube.dockerconfig import DockerConfig, entry_credentials, lookup
 from bot.model import Credentials
 from bot.prevention.expiry import expiry_of
 from bot.prevention.findings import Finding, Risk
@@ -112,14 +112,11 @@ def plan(
                 ref = imageref.parse(image)
             except imageref.InvalidImageReference:
                 continue  # a pod of this template fails at once with InvalidImageName: an incident, not a forecast
-            creds: Credentials | None = None
-            source: SecretView | None = None
-            for view in views:
-                if view.config is not None and view.config.parses:
-                    creds = credentials_for(view.config, ref.registry)
-                    if creds is not None:
-                        source = view
-                        break
+            # kubelet merges the pod's secrets into one keyring and tries its matches most specific first
+            readable = [(v.name, v.config) for v in views if v.config is not None and v.config.parses]
+            match = next(((name, e) for name, e in lookup(readable, ref.name) if e.has_basic), None)
+            creds: Credentials | None = entry_credentials(match[1]) if match else None
+            source = next((v for v in views if match and v.name == match[0]), None)
             if creds is not None and source is not None:
                 expiry = expiry_of(ref.registry, creds.username, creds.password, source.written)
                 state = expiry.state(now, warn_before) if expiry else None

@@ -29,7 +29,7 @@ from bot.imageref import ImageRef
 from bot.model import Credentials, ProbeOutcome, ProbeResult
 from bot.registry import auth, errors
 from bot.registry.cache import CoalescingCache
-from bot.registry.tags import nearest_tags
+from bot.registry.tags import near_names, nearest_names, nearest_tags
 from bot.settings import RegistrySettings
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ MANIFEST_TYPES = frozenset(
 )
 MANIFEST_ACCEPT = ", ".join(sorted(INDEX_TYPES | MANIFEST_TYPES))
 TAG_PAGES_MAX = 10
+NEAR_NAME_PROBES = 8
 TAGS_MAX = 10_000
 PING_TTL_S = 60.0  # how long a registry's /v2/ answer (its auth challenge) is reused
 BODY_MAX = 4 * 1024 * 1024
@@ -97,6 +98,11 @@ class _State:
     digest: str | None = None
     step: str = "ping"
     secrets: list[str] = field(default_factory=list)
+    token_status: int | None = None
+    token_with_credentials: bool = False
+    auth_error: str = ""
+    nearest_repositories: tuple[str, ...] = ()
+    repositories_checked: bool = False
 
 
 class _Conversation:
@@ -183,6 +189,8 @@ class _Conversation:
         async with self.session.get(url, headers=headers, ssl=self._ssl_for(url)) as resp:
             body = await resp.content.read(BODY_MAX)
             self._note_rate_limit(resp.headers)
+            self.state.token_status = resp.status
+            self.state.token_with_credentials = send_credentials
             if resp.status != 200:
                 code, message = errors.parse_error_body(body.decode("utf-8", "replace"))
                 outcome = errors.outcome_for_status(resp.status, code)
@@ -287,6 +295,11 @@ class RegistryProber:
             http_status=state.http_status,
             detail=errors.scrub(state.detail, state.secrets),
             used_credentials=state.used_credentials,
+            token_status=state.token_status,
+            token_with_credentials=state.token_with_credentials,
+            auth_error=state.auth_error,
+            nearest_repositories=state.nearest_repositories,
+            repositories_checked=state.repositories_checked,
             platforms=state.platforms,
             tags_sample_size=state.tags_sample_size,
             nearest_tags=state.nearest,
@@ -317,6 +330,55 @@ class RegistryProber:
         await self._manifest(talk, ref, node_platform)
         if state.outcome == ProbeOutcome.MANIFEST_UNKNOWN and ref.digest is None:
             await self._tags(talk, ref)
+        if state.outcome in (ProbeOutcome.NAME_UNKNOWN, ProbeOutcome.UNAUTHORIZED, ProbeOutcome.FORBIDDEN):
+            await self._near_repositories(talk, ref, credentials)
+
+    async def _near_repositories(self, talk: _Conversation, ref: ImageRef, credentials: Credentials | None) -> None:
+        """Existing repositories near a missing (or refused) one: from `/v2/_catalog`, else by asking for the tags
+        of a few near names (adjacent letters swapped, a doubled letter dropped) with the same credentials."""
+        state = talk.state
+        state.step = "repositories"
+        catalog = _Conversation(talk.session, talk.base, ref.repository, credentials, talk.ssl_context, _State())
+        answer = await catalog.send("GET", (talk.base / "v2" / "_catalog").with_query({"n": "1000"}), None)
+        state.repositories_checked = True
+        if answer.status == 200:
+            try:
+                data: Any = json.loads(answer.body)
+            except ValueError:
+                data = None
+            names = data.get("repositories") if isinstance(data, dict) else None
+            if ref.repository in (names or []):
+                return  # the repository exists: a refusal is about access, not about its name
+            repos = [r for r in names or [] if isinstance(r, str)]
+            candidates = list(nearest_names(ref.repository, repos))
+            checked = True
+        else:
+            candidates = near_names(ref.repository)[:NEAR_NAME_PROBES]
+            checked = False
+        with_tag: list[str] = []
+        without: list[str] = []
+        for candidate in candidates:
+            probe_state = _State()
+            other = _Conversation(talk.session, talk.base, candidate, credentials, talk.ssl_context, probe_state)
+            url = (talk.base / "v2" / candidate / "tags" / "list").with_query({"n": "1000"})
+            try:
+                answer = await other.request("GET", url)
+            except _Stop:
+                continue
+            state.secrets.extend(probe_state.secrets)
+            if answer.status != 200:
+                if checked:
+                    without.append(candidate)
+                continue
+            try:
+                listed: Any = json.loads(answer.body)
+            except ValueError:
+                listed = None
+            tags = listed.get("tags") if isinstance(listed, dict) else None
+            has = ref.tag is None or (isinstance(tags, list) and ref.tag in tags)
+            (with_tag if has else without).append(candidate)
+        # Names that hold the wanted tag first: `team/ap:1.2.3` is nearer to `team/app` (has 1.2.3) than `team/api`.
+        state.nearest_repositories = tuple((with_tag + without)[:3])
 
     async def _ping(self, talk: _Conversation, registry: str) -> None:
         talk.state.step = "ping"
@@ -365,6 +427,9 @@ class RegistryProber:
         if answer.status >= 300 and answer.body:
             code, message = errors.parse_error_body(answer.body.decode("utf-8", "replace"))
         state.outcome = errors.outcome_for_status(answer.status, code)
+        if answer.status in (401, 403):
+            refusal = auth.parse_challenge(answer.headers.get("WWW-Authenticate"))
+            state.auth_error = (refusal.params.get("error", "") if refusal else "")[:64]
         if state.outcome != ProbeOutcome.OK:
             state.detail = f"{code}: {message}" if code else (message or f"HTTP {answer.status}")
         elif answer.body:

@@ -87,3 +87,30 @@ def nearest_tags(wanted: str, tags: Iterable[str], limit: int = 3) -> tuple[str,
         versions = sorted(((v, t) for t in candidates if (v := parse_version(t)) is not None), reverse=True)
         out = [t for _, t in versions]
     return tuple(out[:limit])
+
+
+def near_names(repository: str) -> list[str]:
+    """Likely intended spellings of a repository's last component: adjacent letters swapped (`ngnix` ->
+    `nginx`), one doubled letter dropped, one letter dropped; nearest first, without duplicates."""
+    head, slash, last = repository.rpartition("/")
+    prefix = head + slash
+    out: list[str] = []
+    for i in range(len(last) - 1):
+        if last[i] != last[i + 1]:
+            out.append(last[:i] + last[i + 1] + last[i] + last[i + 2 :])
+    for i in range(len(last) - 1):
+        if last[i] == last[i + 1]:
+            out.append(last[:i] + last[i + 1 :])
+    for i in range(len(last)):
+        out.append(last[:i] + last[i + 1 :])
+    return [prefix + n for n in dict.fromkeys(out) if n and n != last and n[0].isalnum() and n[-1].isalnum()]
+
+
+def nearest_names(wanted: str, names: Iterable[str], limit: int = 3) -> tuple[str, ...]:
+    """The names within edit distance 2 of `wanted` (ties by name), nearest first."""
+    ranked = []
+    for name in names:
+        d = edit_distance(wanted, name, 3)
+        if d <= 2:
+            ranked.append((d, name))
+    return tuple(n for _, n in sorted(ranked)[:limit])

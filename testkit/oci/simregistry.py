@@ -9,6 +9,15 @@ Bearer tokens. Images are added from Python; requests are recorded in `requests`
     sim.require_auth("team/*", "robot", "s3cret", mode="bearer")
     sim.set_fault("rate_limit")                   # or "forbidden", "server_error", "hang", None
     await sim.stop()
+
+`SimRegistry(hub=True)` answers as Docker Hub documents it and as the distribution token spec
+(distribution/distribution docs/spec/auth/token.md) describes: every request needs a Bearer token from the realm;
+anonymous tokens are granted for any scope, but carry no access to a repository that does not exist or is
+private, so the manifest request then gets 401 with `error="insufficient_scope"` in both cases (Docker Hub does not
+tell a missing repository from a private one); `/v2/_catalog` is refused. `hub_pulls_left` imitates
+https://docs.docker.com/docker-hub/usage/pulls/ : a manifest GET counts as a pull and gets 429 TOOMANYREQUESTS
+with `ratelimit-limit`/`ratelimit-remaining` headers once none is left, while HEAD still answers 200 with the
+headers (HEAD requests do not count).
 """
 
 from __future__ import annotations
@@ -73,8 +82,12 @@ def _errors(code: str, message: str) -> dict[str, Any]:
 class SimRegistry:
     """An OCI registry on 127.0.0.1 (port 0 by default) with auth modes and faults set from Python."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, hub: bool = False) -> None:
         self._bind = (host, port)
+        self.hub = hub
+        self.hub_pulls_left: int | None = None  # hub mode: pulls left in the window (None: no limit)
+        self.hub_limit = 100
+        self.catalog = True  # serve /v2/_catalog (never in hub mode)
         self._repos: dict[str, _Repo] = {}
         self._rules: list[_Rule] = []
         self._fault: _Fault | None = None
@@ -93,6 +106,7 @@ class SimRegistry:
         app.router.add_route("*", "/v2/", self._ping)
         app.router.add_route("*", r"/v2/{name:.+}/manifests/{reference}", self._manifest)
         app.router.add_route("*", r"/v2/{name:.+}/tags/list", self._tags)
+        app.router.add_route("*", "/v2/_catalog", self._catalog)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._bind[0], self._bind[1])
@@ -196,6 +210,9 @@ class SimRegistry:
     # ---- handlers ----
 
     def _rule_for(self, repo: str | None) -> _Rule | None:
+        if self.hub and (repo is None or repo not in self._repos):
+            # Docker Hub: a repository that does not exist looks like a private one (token without access).
+            return _Rule("*", "\0no-such-user", secrets.token_hex(8), "bearer", 401)
         for rule in self._rules:
             if repo is None or fnmatch.fnmatchcase(repo, rule.pattern):
                 return rule
@@ -217,7 +234,7 @@ class SimRegistry:
         return web.json_response(_errors("UNAVAILABLE", "service unavailable"), status=fault.status)
 
     def _challenge(self, rule: _Rule | None, request: web.Request, repo: str | None) -> str:
-        if rule is not None and rule.mode == "basic":
+        if rule is not None and rule.mode == "basic" and not self.hub:
             return 'Basic realm="sim-registry"'
         realm = f"http://{request.host}/token"
         scope = f',scope="repository:{repo}:pull"' if repo else ""
@@ -226,6 +243,12 @@ class SimRegistry:
     def _authorized(self, request: web.Request, repo: str | None) -> tuple[bool, int]:
         """Whether the request may read `repo` (None: the ping), and the status to refuse with."""
         rule = self._rule_for(repo)
+        if rule is None and self.hub:
+            header = request.headers.get("Authorization", "")
+            token_ok = header.startswith("Bearer ") and header[len("Bearer ") :] in self._tokens
+            if not token_ok:
+                return False, 401
+            return repo is None or repo in self._tokens[header[len("Bearer ") :]], 401
         if rule is None:
             return True, 200
         header = request.headers.get("Authorization", "")
@@ -259,17 +282,17 @@ class SimRegistry:
     async def _ping(self, request: web.Request) -> web.StreamResponse:
         if (faulted := await self._faulted(request, "ping")) is not None:
             return faulted
-        if self._rules and not self._ping_ok(request):
+        if (self._rules or self.hub) and not self._ping_ok(request):
             return web.json_response(
                 _errors("UNAUTHORIZED", "authentication required"),
                 status=401,
-                headers={"WWW-Authenticate": self._challenge(self._rules[0], request, None)},
+                headers={"WWW-Authenticate": self._challenge(self._rules[0] if self._rules else None, request, None)},
             )
         return web.json_response({}, headers={"Docker-Distribution-API-Version": "registry/2.0"})
 
     def _ping_ok(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
-        if self._rules[0].mode == "basic":
+        if not self.hub and self._rules[0].mode == "basic":
             return any(_basic_matches(header, r) for r in self._rules)
         return header.startswith("Bearer ") and header[len("Bearer ") :] in self._tokens
 
@@ -285,6 +308,8 @@ class SimRegistry:
             if kind != "repository" or "pull" not in actions.split(","):
                 continue
             rule = self._rule_for(repo)
+            if self.hub and repo not in self._repos:
+                continue  # Docker Hub: a token is issued, without access to a repository that is not there
             if rule is None or _basic_matches(header, rule):
                 granted.add(repo)
             elif presented:
@@ -311,7 +336,19 @@ class SimRegistry:
         if found is None:
             return web.json_response(_errors("MANIFEST_UNKNOWN", "manifest unknown"), status=404)
         media_type, body = found
-        headers = {"Docker-Content-Digest": digest or "", **self._hub_headers()}
+        if self.hub_pulls_left is not None:
+            headers = {
+                "ratelimit-limit": f"{self.hub_limit};w=21600",
+                "ratelimit-remaining": f"{max(self.hub_pulls_left, 0)};w=21600",
+            }
+            if request.method == "GET":
+                if self.hub_pulls_left <= 0:
+                    return web.json_response(HUB_RATELIMIT_BODY, status=429, headers=headers)
+                self.hub_pulls_left -= 1
+                headers["ratelimit-remaining"] = f"{self.hub_pulls_left};w=21600"
+        else:
+            headers = self._hub_headers()
+        headers = {"Docker-Content-Digest": digest or "", **headers}
         if request.method == "HEAD":
             headers["Content-Length"] = str(len(body))
             return web.Response(status=200, headers=headers, content_type=media_type)
@@ -339,6 +376,12 @@ class SimRegistry:
             tags = tags[:n]
             headers["Link"] = f'</v2/{repo}/tags/list?n={n}&last={tags[-1]}>; rel="next"'
         return web.json_response({"name": repo, "tags": tags}, headers=headers)
+
+    async def _catalog(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.method, request.path_qs))
+        if self.hub or not self.catalog:
+            return web.json_response(_errors("UNAUTHORIZED", "authentication required"), status=401)
+        return web.json_response({"repositories": sorted(self._repos)})
 
 
 def _platform_dict(platform: str) -> dict[str, str]:

@@ -30,6 +30,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "one-replica": {"replicaCount": 1},
     "secrets-namespaces": {"secrets": {"readNamespaces": ["team-a", "team-b"]}},
     "secrets-cluster-wide": {"secrets": {"readNamespaces": ["team-a"], "readClusterWide": True}},
+    "secrets-no-listing": {"secrets": {"readNamespaces": ["team-a"], "listPullSecrets": False}},
     "actions-off": {"actions": {"deletePod": False}},
     "actions-on": {
         "secrets": {"readNamespaces": ["team-a"]},
@@ -165,6 +166,8 @@ def expected_cluster_rules(values: dict[str, Any]) -> set[tuple[str, str, str]]:
         rules.add(("", "pods", "delete"))
     if values["secrets"]["readClusterWide"]:
         rules.add(("", "secrets", "get"))
+        if values["secrets"].get("listPullSecrets", True):
+            rules.add(("", "secrets", "list"))
     return rules
 
 
@@ -221,6 +224,8 @@ def test_rbac_is_least_privilege(render: Renderer, case: str) -> None:
         expected: set[tuple[str, str, str]] = set()
         if ns in read_ns:
             expected.add(("", "secrets", "get"))
+            if secrets.get("listPullSecrets", True):
+                expected.add(("", "secrets", "list"))
         if ns in write_ns and actions["recreateSecret"]:
             expected |= {("", "secrets", v) for v in ("get", "create", "update", "patch")}
         if ns in write_ns and actions["linkSecret"]:
@@ -229,7 +234,9 @@ def test_rbac_is_least_privilege(render: Renderer, case: str) -> None:
 
     everything = [rule for rules in rules_by_namespace(objects).values() for rule in rules]
     assert {r for g, r, v in everything if v == "delete"} <= {"pods"}
-    assert not [rule for rule in everything if rule[1] == "secrets" and rule[2] in ("list", "watch")]
+    assert not [rule for rule in everything if rule[1] == "secrets" and rule[2] == "watch"]
+    if not secrets.get("listPullSecrets", True):
+        assert not [rule for rule in everything if rule[1] == "secrets" and rule[2] == "list"]
     assert not [rule for rule in everything if rule[2] in {"deletecollection", "escalate", "bind", "impersonate"}]
 
 

@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,10 @@ def test_every_cause_gets_commands_that_parse_as_shell(cause: Cause) -> None:
     for fix in fixes:
         assert fix.title
         argv = shlex.split(fix.command)
-        assert argv[0] == "kubectl" or argv[:2] == ["if", "kubectl"]
+        if fix.mutating and argv[:2] != ["docker", "buildx"]:
+            assert argv[0] == "kubectl" or argv[:2] == ["if", "kubectl"]
+        else:
+            assert argv[0] in ("kubectl", "curl", "docker", "echo") or argv[:2] == ["if", "kubectl"]
 
 
 def test_look_commands_come_first_and_are_read_only() -> None:
@@ -84,17 +88,21 @@ def test_look_commands_come_first_and_are_read_only() -> None:
     assert not any(f.mutating for f in fixes)
 
 
-def test_auth_failure_recreates_and_links_the_secret_without_secret_values() -> None:
-    """The secret command names the registry and leaves the credentials as shell variables."""
+def test_auth_failure_never_overwrites_the_pods_secret() -> None:
+    """The pod's own secret may hold entries others need: a new secret, added to the workload's template next to it;
+    the credentials stay shell variables. ServiceAccount secrets would never reach pods that list their own."""
     fixes = fix_commands(Cause.AUTH_FAILED, failure(), inspection(), FACTS)
     create = next(f for f in fixes if "create secret docker-registry" in f.command)
     assert create.mutating
-    assert create.command.startswith("kubectl -n shop create secret docker-registry ghcr-cred --docker-server=ghcr.io")
+    assert create.command.startswith(
+        "kubectl -n shop create secret docker-registry regcred-ghcr-io --docker-server=ghcr.io"
+    )
     assert '--docker-username="$REGISTRY_USER"' in create.command
     assert '--docker-password="$REGISTRY_PASSWORD"' in create.command
-    link = next(f for f in fixes if "patch serviceaccount" in f.command)
-    assert "ServiceAccount builder" in link.title
-    assert link.mutating
+    assert " apply " not in create.command
+    patch = next(f for f in fixes if "patch deployment/web" in f.command)
+    assert '{"name":"ghcr-cred"},{"name":"regcred-ghcr-io"}' in patch.command
+    assert not any("patch serviceaccount" in f.command for f in fixes)
 
 
 def test_docker_hub_secret_uses_the_index_server() -> None:
@@ -174,6 +182,8 @@ def test_hostile_names_stay_single_literal_arguments(name: str, cause: Cause) ->
         simple = _simple_commands(tokens)
         assert len(simple) == len(operators) + 1 - (tokens[-1] == "fi")  # `...; fi` ends with an empty command
         for argv in simple:
+            if not fix.mutating and argv[0] in ("curl", "echo", "docker"):
+                continue  # read-only look-ups outside the cluster, names quoted the same way
             assert argv[0] == "kubectl" or argv == GREP_ANY
             if argv[0] == "kubectl":
                 assert argv[1:3] == ["-n", name] or argv[1] in {"get", "describe", "debug"}
@@ -208,7 +218,8 @@ if "get" in sys.argv[1:]:
 
 def _run_link(tmp_path: Path, sa: str, current: str) -> list[list[str]]:
     """Run the ServiceAccount link command with a recording kubectl first on PATH; the calls it made."""
-    fixes = fix_commands(Cause.AUTH_FAILED, failure(), inspection(sa=sa), FACTS)
+    # A pod without pull secrets of its own: linking to its ServiceAccount is the fix for new pods.
+    fixes = fix_commands(Cause.PULL_SECRET_NOT_LINKED, failure(), replace(inspection(sa=sa), secrets=()), FACTS)
     link = next(f for f in fixes if "patch serviceaccount" in f.command)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -227,14 +238,14 @@ def test_link_appends_to_the_secrets_already_linked(tmp_path: Path) -> None:
     calls = _run_link(tmp_path, "builder", '[{"name":"existing"}]')
     assert calls[0] == ["-n", "shop", "get", "serviceaccount", "builder", "-o", "jsonpath={.imagePullSecrets}"]
     assert calls[1][:6] == ["-n", "shop", "patch", "serviceaccount", "builder", "--type=json"]
-    assert json.loads(calls[1][-1]) == [{"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "ghcr-cred"}}]
+    assert json.loads(calls[1][-1]) == [{"op": "add", "path": "/imagePullSecrets/-", "value": {"name": "regcred"}}]
     assert len(calls) == 2
 
 
 def test_link_creates_the_list_when_the_service_account_has_none(tmp_path: Path) -> None:
     """Without imagePullSecrets on the ServiceAccount, the JSON patch creates the list with the secret."""
     calls = _run_link(tmp_path, "builder", "")
-    assert json.loads(calls[1][-1]) == [{"op": "add", "path": "/imagePullSecrets", "value": [{"name": "ghcr-cred"}]}]
+    assert json.loads(calls[1][-1]) == [{"op": "add", "path": "/imagePullSecrets", "value": [{"name": "regcred"}]}]
     assert len(calls) == 2
 
 
@@ -244,3 +255,11 @@ def test_link_with_a_hostile_service_account_name_runs_only_kubectl(tmp_path: Pa
     calls = _run_link(tmp_path, name, "")
     assert [call[4] for call in calls] == [name, name]
     assert [call[2] for call in calls] == ["get", "patch"]
+
+
+def test_rate_limit_with_credentials_already_sent_adds_no_secret() -> None:
+    """Authenticating lifts an anonymous limit; a pod that already sends credentials gets no new secret."""
+    fixes = fix_commands(Cause.RATE_LIMITED, failure(image="nginx:1"), inspection(), FACTS)
+    assert not any("create secret" in f.command or "patch" in f.command for f in fixes)
+    anonymous = fix_commands(Cause.RATE_LIMITED, failure(image="nginx:1"), replace(inspection(), secrets=()), FACTS)
+    assert any("create secret" in f.command for f in anonymous)

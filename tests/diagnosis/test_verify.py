@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -177,7 +177,10 @@ CASES = [
         1.0,
         inspection=inspection(secret()),
         probe=probe(ProbeOutcome.UNAUTHORIZED, used_credentials=True),
-        says=("the registry refuses the pod's pull-secret credentials with HTTP 401", "secret `regcred` has an entry"),
+        says=(
+            "the registry refuses the pod's pull-secret credentials with HTTP 401",
+            "secret `regcred` has the entry the kubelet sends",
+        ),
     ),
     Case(
         "pull secret missing",
@@ -215,7 +218,7 @@ CASES = [
         1.0,
         inspection=inspection(),
         probe=probe(ProbeOutcome.UNAUTHORIZED),
-        says=("neither pod `web-7d4b9-x2x` nor ServiceAccount `web-sa` has an imagePullSecret",),
+        says=("pod `web-7d4b9-x2x` has no imagePullSecret the kubelet could send",),
     ),
     Case(
         "pull secret for another registry",
@@ -225,7 +228,7 @@ CASES = [
         1.0,
         inspection=inspection(secret(registries=("docker.io",), matches=False)),
         probe=probe(ProbeOutcome.UNAUTHORIZED),
-        says=("secret `regcred` has no entry for `ghcr.io` (it has `docker.io`)",),
+        says=("secret `regcred` has no entry the kubelet would send for `ghcr.io` (it has `docker.io`)",),
     ),
     Case(
         "pull secret malformed",
@@ -292,7 +295,7 @@ CASES = [
         1.0,
         inspection=inspection(arch="arm64"),
         probe=probe(ProbeOutcome.OK, platforms=("linux/amd64",)),
-        says=("node is `arm64`; the image offers `linux/amd64` only",),
+        says=("node is `linux/arm64`; the image offers `linux/amd64` only (architecture mismatch)",),
     ),
     Case(
         "Docker Hub rate limit",
@@ -377,7 +380,10 @@ def test_verify(case: Case) -> None:
     assert diagnosis.message_cause == case.message_cause
     for needle in case.says:
         assert any(needle in t for t in texts), (needle, texts)
-    assert diagnosis.fixes == fix_commands(diagnosis.cause, f, case.inspection, diagnosis.facts)
+    if case.probe is None:
+        assert diagnosis.fixes == fix_commands(diagnosis.cause, f, case.inspection, diagnosis.facts)
+    else:
+        assert diagnosis.fixes[:2] == fix_commands(diagnosis.cause, f, case.inspection, diagnosis.facts)[:2]
     assert diagnosis.actions[0] == ActionKind.REDIAGNOSE
     assert ActionKind.SNOOZE in diagnosis.actions
     if diagnosis.cause != case.message_cause:
@@ -459,3 +465,82 @@ def test_evidence_never_shows_fingerprints_or_credentials() -> None:
         probe(ProbeOutcome.UNAUTHORIZED, used_credentials=True),
     )
     assert all("abc123" not in e.text for e in diagnosis.evidence)
+
+
+# ---- issue 12: token outcome, anonymous ambiguity, unknown reads, kubelet's certainty ----
+
+
+def _texts(d: object) -> list[str]:
+    return [e.text for e in d.evidence]  # type: ignore[attr-defined]
+
+
+def test_accepted_token_then_insufficient_scope_never_blames_the_secret() -> None:
+    """The token endpoint took the credentials: the repository is missing or not allowed; no secret is replaced."""
+    p = probe(
+        ProbeOutcome.UNAUTHORIZED,
+        used_credentials=True,
+        token_status=200,
+        token_with_credentials=True,
+        auth_error="insufficient_scope",
+    )
+    d = verify(failure(), classification(Cause.AUTH_FAILED), inspection(secret()), p)
+    assert d.cause is Cause.REPO_NOT_FOUND_OR_NO_ACCESS
+    assert any("accepts the pod's pull-secret credentials" in t for t in _texts(d))
+    assert not any("create secret" in f.command for f in d.fixes)
+
+
+def test_anonymous_401_is_not_found_or_private() -> None:
+    """Docker Hub's anonymous 401 for a missing and a private repository alike: both, at low confidence."""
+    p = probe(ProbeOutcome.UNAUTHORIZED, token_status=200, auth_error="insufficient_scope", repositories_checked=True)
+    d = verify(
+        failure("docker.io/library/ngnix:1.25"), classification(Cause.REPO_NOT_FOUND_OR_NO_ACCESS), inspection(), p
+    )
+    assert d.cause is Cause.REPO_NOT_FOUND_OR_NO_ACCESS
+    assert d.confidence <= 0.6
+    assert any("for a private one alike" in t for t in _texts(d))
+    assert not any("private" in t and "alike" not in t for t in _texts(d))
+    assert any("create secret" in f.command for f in d.fixes)  # the private reading's fix
+    assert any("hub.docker.com/search" in f.command for f in d.fixes)  # the missing reading's check
+
+
+def test_anonymous_401_with_a_near_repository_is_a_typo() -> None:
+    """`ngnix` next to an existing `library/nginx`: a misspelt repository, fixed by pointing at the real one."""
+    p = probe(ProbeOutcome.UNAUTHORIZED, token_status=200, nearest_repositories=("library/nginx",))
+    d = verify(
+        failure("docker.io/library/ngnix:1.25"), classification(Cause.REPO_NOT_FOUND_OR_NO_ACCESS), inspection(), p
+    )
+    assert d.cause is Cause.REPO_NOT_FOUND
+    assert any(f.command.endswith("web=nginx:1.25") for f in d.fixes)
+
+
+def test_unreadable_secret_is_could_not_check_never_a_tick() -> None:
+    """A forbidden secret read gives "could not check", no ✔ line, and a lower confidence."""
+    unread = secret(parses=False, matches=False, problem="cannot read (forbidden)")
+    d = verify(failure(), classification(Cause.AUTH_FAILED), inspection(unread), None)
+    assert any(t.startswith("could not check secret `regcred`") for t in _texts(d))
+    assert not any(e.ok for e in d.evidence)
+    assert d.cause is not Cause.PULL_SECRET_MALFORMED
+    assert d.confidence < 0.6
+
+
+def test_serviceaccount_secret_needs_a_new_pod() -> None:
+    """The SA lists a matching secret the pod lacks: not linked for this pod, and the fix recreates it."""
+    d = verify(failure(), classification(Cause.AUTH_FAILED), inspection(secret(by="serviceaccount")), None)
+    assert d.cause is Cause.PULL_SECRET_NOT_LINKED
+    assert any("a new pod gets it" in t for t in _texts(d))
+    assert any(f.command == "kubectl -n shop delete pod web-7d4b9-x2x" for f in d.fixes)
+    assert not any("create secret" in f.command for f in d.fixes)
+
+
+def test_kubelet_waiting_reasons_are_certain() -> None:
+    """InvalidImageName and ErrImageNeverPull are the kubelet's own decisions."""
+    f = replace(failure("ghcr.io/Team/App:1"), waiting_reason="InvalidImageName")
+    d = verify(f, classification(Cause.INVALID_IMAGE_NAME), None, None)
+    assert d.confidence >= 0.95
+
+
+def test_node_port_is_kept_in_the_debug_command() -> None:
+    """A refused connection to host:5000 is probed at host:5000, not at the default port."""
+    c = Classification(Cause.NETWORK_TIMEOUT, Facts(host="reg.corp"), "refused", "connection refused")
+    d = verify(failure("reg.corp:5000/team/app:1"), c, inspection(), None)
+    assert any("https://reg.corp:5000/v2/" in f.command for f in d.fixes)

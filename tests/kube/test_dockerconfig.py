@@ -16,8 +16,11 @@ from bot.kube.dockerconfig import (
     build_dockerconfigjson,
     credentials_for,
     fingerprint,
-    host_matches,
+    is_default_registry_match,
+    keyring_key,
+    lookup,
     parse_secret,
+    urls_match,
 )
 
 
@@ -80,38 +83,182 @@ def test_legacy_dockercfg() -> None:
     assert credentials_for(config, "docker.io") is not None
 
 
+# Docker Hub: only `docker.io`, `index.docker.io` and `https://index.docker.io/v1/` reach Hub images in the kubelet.
 @pytest.mark.parametrize(
-    "key", ["docker.io", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1/", "HTTPS://Docker.IO"]
-)
-def test_docker_hub_aliases_match(key: str) -> None:
-    """Every Docker Hub alias in a secret matches an image on docker.io."""
-    config = parse_secret(DOCKERCONFIGJSON_TYPE, dockerconfigjson({key: {"auth": auth("u", "p")}}))
-    assert config.registries == ("docker.io",)
-    assert config.entry_for("docker.io") is not None
-    assert config.entry_for("index.docker.io") is not None
-
-
-@pytest.mark.parametrize(
-    ("key", "host", "expected"),
+    ("key", "applies"),
     [
-        ("registry.example:5000", "registry.example:5000", True),
-        ("registry.example:5000", "registry.example", False),
-        ("registry.example", "registry.example:5000", False),
-        ("http://registry.example:5000/some/path", "registry.example:5000", True),
-        ("ghcr.io", "docker.io", False),
-        ("*.example.com", "r.example.com", True),
-        ("*.example.com", "a.b.example.com", False),
-        ("*.example.com:443", "r.example.com", False),
-        ("*.example.com", "example.com", False),
+        ("docker.io", True),
+        ("index.docker.io", True),
+        ("https://index.docker.io/v1/", True),
+        ("index.docker.io/v1/", True),
+        ("registry-1.docker.io", False),
+        ("registry.hub.docker.com", False),
+        ("HTTPS://Docker.IO", False),
     ],
 )
-def test_host_matching(key: str, host: str, expected: bool) -> None:
-    """An auths key matches exactly on host:port, or label by label for `*` globs."""
-    assert host_matches(key, host) is expected
+def test_docker_hub_keys(key: str, applies: bool) -> None:
+    """Which Docker Hub spellings of an auths key the kubelet sends for `docker.io/library/nginx`."""
+    config = parse_secret(DOCKERCONFIGJSON_TYPE, dockerconfigjson({key: {"auth": auth("u", "p")}}))
+    assert (config.entry_for("docker.io/library/nginx") is not None) is applies
+    assert (config.entry_for("docker.io/team/app") is not None) is applies
+
+
+# kubernetes/kubernetes pkg/credentialprovider/keyring_test.go, TestURLsMatch (glob, target, match).
+KUBELET_URLS_MATCH = [
+    ("*.kubernetes.io", "prefix.kubernetes.io", True),
+    ("prefix.*.io", "prefix.kubernetes.io", True),
+    ("prefix.kubernetes.*", "prefix.kubernetes.io", True),
+    ("*-good.kubernetes.io", "prefix-good.kubernetes.io", True),
+    ("*.kubernetes.io/blah", "prefix.kubernetes.io/blah", True),
+    ("prefix.*.io/foo", "prefix.kubernetes.io/foo/bar", True),
+    ("*.kubernetes.io:1111/blah", "prefix.kubernetes.io:1111/blah", True),
+    ("prefix.*.io:1111/foo", "prefix.kubernetes.io:1111/foo/bar", True),
+    ("*.kubernetes.io", "kubernetes.io", False),
+    ("*.*.kubernetes.io", "prefix.kubernetes.io", False),
+    ("*.*.kubernetes.io", "kubernetes.io", False),
+    ("kubernetes.io", "kubernetes.com", False),
+    ("k*.io", "quay.io", False),
+    ("*.kubernetes.io:1234/blah", "prefix.kubernetes.io:1111/blah", False),
+    ("prefix.*.io/foo", "prefix.kubernetes.io:1111/foo/bar", False),
+]
+
+
+@pytest.mark.parametrize(("glob", "target", "expected"), KUBELET_URLS_MATCH)
+def test_kubelet_urls_match(glob: str, target: str, expected: bool) -> None:
+    """kubelet's own URLsMatch cases."""
+    assert urls_match(glob, target) is expected
+
+
+# keyring_test.go TestDockerKeyringForGlob: (auths key, image host[/path]); the lookup is of target + "/foo/bar".
+KUBELET_KEYRING_HITS = [
+    ("https://hello.kubernetes.io", "hello.kubernetes.io"),
+    ("https://*.docker.io", "prefix.docker.io"),
+    ("https://prefix.*.io", "prefix.docker.io"),
+    ("https://prefix.docker.*", "prefix.docker.io"),
+    ("https://*.docker.io/path", "prefix.docker.io/path"),
+    ("https://prefix.*.io/path", "prefix.docker.io/path/subpath"),
+    ("https://prefix.docker.*/path", "prefix.docker.io/path"),
+    ("https://*.docker.io:8888", "prefix.docker.io:8888"),
+    ("https://prefix.*.io:8888", "prefix.docker.io:8888"),
+    ("https://prefix.docker.*:8888", "prefix.docker.io:8888"),
+    ("https://*.docker.io/path:1111", "prefix.docker.io/path:1111"),
+    ("https://*.docker.io/v1/", "prefix.docker.io/path:1111"),
+    ("https://*.docker.io/v2/", "prefix.docker.io/path:1111"),
+    ("https://prefix.docker.*/path:1111", "prefix.docker.io/path:1111"),
+    ("prefix.docker.io:1111", "prefix.docker.io:1111/path"),
+    ("*.docker.io:1111", "prefix.docker.io:1111/path"),
+]
+# keyring_test.go TestKeyringMiss (auths key, lookup; the lookup is of lookup + "/foo/bar").
+KUBELET_KEYRING_MISSES = [
+    ("https://hello.kubernetes.io", "world.mesos.org/foo/bar"),
+    ("https://*.docker.com", "prefix.docker.io"),
+    ("https://suffix.*.io", "prefix.docker.io"),
+    ("https://prefix.docker.c*", "prefix.docker.io"),
+    ("https://prefix.*.io/path:1111", "prefix.docker.io/path/subpath:1111"),
+    ("suffix.*.io", "prefix.docker.io"),
+]
+
+
+@pytest.mark.parametrize(("key", "target"), KUBELET_KEYRING_HITS)
+def test_kubelet_keyring_for_glob(key: str, target: str) -> None:
+    """kubelet's TestDockerKeyringForGlob: the entry is found for `target/foo/bar`."""
+    config = parse_secret(DOCKERCONFIGJSON_TYPE, dockerconfigjson({key: {"auth": auth("foo", "bar")}}))
+    creds = credentials_for(config, target + "/foo/bar")
+    assert creds is not None and (creds.username, creds.password) == ("foo", "bar")
+
+
+@pytest.mark.parametrize(("key", "target"), KUBELET_KEYRING_MISSES)
+def test_kubelet_keyring_miss(key: str, target: str) -> None:
+    """kubelet's TestKeyringMiss: no entry for `target/foo/bar`."""
+    config = parse_secret(DOCKERCONFIGJSON_TYPE, dockerconfigjson({key: {"auth": auth("foo", "bar")}}))
+    assert credentials_for(config, target + "/foo/bar") is None
+
+
+@pytest.mark.parametrize(
+    ("image", "found"),
+    [
+        ("world.mesos.org/foo/bar", False),  # TestKeyringMissWithDockerHubCredentials
+        ("google/docker-registry", True),  # TestKeyringHitWithUnqualifiedDockerHub
+        ("jenkins", True),  # TestKeyringHitWithUnqualifiedLibraryDockerHub
+        ("index.docker.io/google/docker-registry", True),  # TestKeyringHitWithQualifiedDockerHub
+        ("docker.io/library/nginx", True),  # what the kubelet looks up for `nginx` (ParseImageName normalises)
+    ],
+)
+def test_kubelet_keyring_docker_hub_credentials(image: str, found: bool) -> None:
+    """kubelet's Docker Hub keyring tests, with the key `https://index.docker.io/v1/`."""
+    config = parse_secret(
+        DOCKERCONFIGJSON_TYPE, dockerconfigjson({"https://index.docker.io/v1/": {"auth": auth("foo", "bar")}})
+    )
+    assert (credentials_for(config, image) is not None) is found
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        # keyring_test.go TestIsDefaultRegistryMatch
+        ("foo/bar", True),
+        ("docker.io/foo/bar", True),
+        ("index.docker.io/foo/bar", True),
+        ("foo", True),
+        ("", False),
+        ("registry.tld/foo/bar", False),
+        ("registry:5000/foo/bar", False),
+        ("myhostdocker.io/foo/bar", False),
+    ],
+)
+def test_kubelet_is_default_registry_match(image: str, expected: bool) -> None:
+    """kubelet's TestIsDefaultRegistryMatch."""
+    assert is_default_registry_match(image) is expected
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("https://index.docker.io/v1/", "index.docker.io"),
+        ("http://r.example:5000/v2/", "r.example:5000"),
+        ("r.example.com/v2/team", "r.example.com/team"),
+        ("r.example.com/team/", "r.example.com/team/"),
+        ("r.example.com:notaport", None),
+    ],
+)
+def test_keyring_key(key: str, expected: str | None) -> None:
+    """BasicDockerKeyring.Add: scheme dropped, `/v1/` and `/v2/` dropped, `/` alone dropped, bad URLs ignored."""
+    assert keyring_key(key) == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "image", "expected"),
+    [
+        ("registry.example:5000", "registry.example:5000/app", True),
+        ("registry.example:5000", "registry.example/app", False),
+        ("registry.example", "registry.example:5000/app", False),
+        ("http://registry.example:5000/team", "registry.example:5000/team/app", True),
+        ("http://registry.example:5000/team", "registry.example:5000/other/app", False),
+        ("registry.example:5000/team", "registry.example:5000/teamx/app", True),  # a plain string prefix
+        ("ghcr.io", "docker.io/library/nginx", False),
+        ("*.example.com", "r.example.com/app", True),
+        ("*.example.com", "a.b.example.com/app", False),
+        ("*.example.com:443", "r.example.com/app", False),
+        ("*.example.com", "example.com/app", False),
+    ],
+)
+def test_image_matching(key: str, image: str, expected: bool) -> None:
+    """Port, label count, per-label glob and path prefix all have to agree."""
+    config = parse_secret(DOCKERCONFIGJSON_TYPE, dockerconfigjson({key: {"auth": auth("u", "p")}}))
+    assert (config.entry_for(image) is not None) is expected
+
+
+def test_lookup_orders_most_specific_first_across_secrets() -> None:
+    """Keys of all the pod's secrets are tried in reverse lexical order: `host/team` before `host`."""
+    broad = parse_secret(DOCKERCONFIGJSON_TYPE, dockerconfigjson({"r.example.com": {"auth": auth("broad", "p")}}))
+    team = parse_secret(DOCKERCONFIGJSON_TYPE, dockerconfigjson({"r.example.com/team": {"auth": auth("team", "p")}}))
+    found = lookup((("a", broad), ("b", team)), "r.example.com/team/app")
+    assert [(src, e.username) for src, e in found] == [("b", "team"), ("a", "broad")]
+    assert [src for src, _ in lookup((("a", broad), ("b", team)), "r.example.com/other/app")] == ["a"]
 
 
 def test_exact_entry_preferred_over_glob() -> None:
-    """When a glob and an exact key both match, the exact key's credentials are used."""
+    """A glob and an exact key both match: reverse lexical order puts `r.example.com` before `*.example.com`."""
     config = parse_secret(
         DOCKERCONFIGJSON_TYPE,
         dockerconfigjson({"*.example.com": {"auth": auth("glob", "p")}, "r.example.com": {"auth": auth("exact", "p")}}),

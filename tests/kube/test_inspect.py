@@ -235,3 +235,59 @@ async def test_every_read_is_bounded(sim: SimCluster, api: Any) -> None:
     )
     assert time.monotonic() - started < 2.0
     assert inspection.exists and inspection.events == ()
+
+
+async def test_serviceaccount_secrets_are_not_sent_for_an_existing_pod(sim: SimCluster, api: Any) -> None:
+    """The kubelet sends only pod.spec.imagePullSecrets: an SA secret the pod lacks gives no credentials."""
+    sim.put(o.docker_config_secret("sa-creds", NS, {"registry.example:5000": {"username": "sa", "password": "x"}}))
+    sim.put(o.service_account("default", NS, ["sa-creds"]))
+    pod = deployment_pod(sim)
+
+    inspection, creds = await Inspector(api).inspect(NS, pod["metadata"]["name"], IMAGE)
+
+    (check,) = inspection.secrets
+    assert check.referenced_by == "serviceaccount" and check.matches_image
+    assert inspection.pod_secret_names == ()
+    assert creds is None
+
+
+async def test_path_scoped_key_is_not_sent_for_another_repository(sim: SimCluster, api: Any) -> None:
+    """A `host/team` key covers `host/team/...` only (kubelet's URLsMatch): no credentials for `host/shop/web`."""
+    sim.put(o.docker_config_secret("team", NS, {"registry.example:5000/team": {"username": "u", "password": "p"}}))
+    pod = deployment_pod(sim, image_pull_secrets=["team"])
+
+    inspection, creds = await Inspector(api).inspect(NS, pod["metadata"]["name"], IMAGE)
+
+    assert not inspection.secrets[0].matches_image
+    assert creds is None
+
+
+async def test_unreferenced_pull_secrets_of_the_namespace_are_seen(sim: SimCluster, api: Any) -> None:
+    """Dockerconfig-type secrets nobody refers to are listed (by type); Opaque ones and other namespaces are not."""
+    sim.put(o.docker_config_secret("regcred", NS, {"registry.example:5000": {"username": "u", "password": PASSWORD}}))
+    sim.put(o.docker_config_secret("elsewhere", "other", {"registry.example:5000": {"username": "u", "password": "p"}}))
+    sim.put(o.opaque_secret("tls-key", NS, {"key": "not a pull secret"}))
+    pod = deployment_pod(sim)
+
+    inspection, creds = await Inspector(api).inspect(NS, pod["metadata"]["name"], IMAGE)
+
+    assert [(c.name, c.referenced_by, c.matches_image) for c in inspection.secrets] == [("regcred", "namespace", True)]
+    assert inspection.namespace_secrets_listed and creds is None
+    assert PASSWORD not in repr(inspection)
+
+    off, _ = await Inspector(api, list_pull_secrets=False).inspect(NS, pod["metadata"]["name"], IMAGE)
+    assert off.secrets == () and not off.namespace_secrets_listed
+    assert any("listing them is switched off" in u for u in off.unchecked)
+
+
+async def test_failed_reads_are_recorded_as_unchecked(sim: SimCluster, api: Any) -> None:
+    """A ServiceAccount or node that cannot be read is named in `unchecked`, never taken as empty and fine."""
+    sim.put(o.node("node-a"))
+    pod = deployment_pod(sim, node_name="node-a")
+    sim.faults.fail_next(3, status=403, path_prefix=f"/api/v1/namespaces/{NS}/serviceaccounts/")
+    sim.faults.fail_next(3, status=500, path_prefix="/api/v1/nodes/node-a")
+
+    inspection, _ = await Inspector(api).inspect(NS, pod["metadata"]["name"], IMAGE)
+
+    assert any(u.startswith("ServiceAccount default (forbidden)") for u in inspection.unchecked)
+    assert any(u.startswith("node node-a (HTTP 500)") for u in inspection.unchecked)

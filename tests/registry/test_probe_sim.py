@@ -284,3 +284,38 @@ def test_docker_hub_api_host_and_fingerprints() -> None:
     assert len(computed) == 12
     assert computed == credential_fingerprint(Credentials("u", SECRET))
     assert computed != credential_fingerprint(Credentials("u", SECRET + "x"))
+
+
+async def test_docker_hub_mode_token_outcome_and_near_names() -> None:
+    """Hub-like registry: an anonymous token is issued (recorded apart), the manifest gets 401 insufficient_scope,
+    and the near name `library/nginx` of `library/ngnix` is found by asking for its tags."""
+    hub = SimRegistry(hub=True)
+    await hub.start()
+    hub.add_image("library/nginx", "1.25", ["linux/amd64", "linux/arm64"])
+    prober = _prober(hub)
+    try:
+        result = await prober.probe(parse(f"{hub.host}/library/ngnix:1.25"), None, None)
+    finally:
+        await prober.close()
+        await hub.stop()
+    assert result.outcome == ProbeOutcome.UNAUTHORIZED
+    assert result.token_status == 200 and not result.token_with_credentials
+    assert result.auth_error == "insufficient_scope"
+    assert result.nearest_repositories == ("library/nginx",)
+
+
+async def test_docker_hub_mode_counts_get_not_head() -> None:
+    """Out of pulls: GET of a manifest gets 429 with ratelimit headers while HEAD still answers 200."""
+    hub = SimRegistry(hub=True)
+    await hub.start()
+    hub.add_image("library/nginx", "1.25")
+    hub.hub_pulls_left = 0
+    prober = _prober(hub)
+    try:
+        ok = await prober.probe(parse(f"{hub.host}/library/nginx:1.25"), None, None)
+    finally:
+        await prober.close()
+        await hub.stop()
+    assert ok.outcome == ProbeOutcome.OK  # the probe HEADs a single-platform manifest: no pull counted
+    assert ok.ratelimit_remaining == "0;w=21600"
+    assert hub.count("/manifests/", "GET") == 0
