@@ -17,6 +17,7 @@ import base64
 import contextlib
 import copy
 import json
+import ssl
 import time
 import uuid
 from collections import deque
@@ -27,6 +28,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from testkit.kube import openapi, tables, validation
 from testkit.kube.faults import Faults
 from testkit.kube.objectstore import (
     RESOURCES,
@@ -40,6 +42,7 @@ from testkit.kube.objectstore import (
     resource_for,
 )
 from testkit.kube.patch import apply_patch
+from testkit.kube.tls import serving_certs
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNAUTHENTICATED = ("/healthz", "/livez", "/readyz")
@@ -75,8 +78,10 @@ class SimCluster:
         history_limit: int = 1000,
         bookmark_interval_s: float = 1.0,
         replace_deleted_pods: bool = True,
+        tls: bool = True,
     ) -> None:
         self.token = token
+        self.tls = tls
         self.store = ObjectStore(history_limit=history_limit)
         self.faults = Faults()
         self.faults._drop = self.store.drop_watches
@@ -103,11 +108,21 @@ class SimCluster:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        ssl_context = serving_certs().server_context() if self.tls else None
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         port = int(self._runner.addresses[0][1])
-        self._url = f"http://127.0.0.1:{port}"
+        self._url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
         return self._url
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM file of the CA that signed the serving certificate (only with tls)."""
+        return serving_certs().ca_file
+
+    def client_ssl_context(self) -> ssl.SSLContext | None:
+        """A client TLS context trusting the simulator's CA (None over plain HTTP), for raw aiohttp calls."""
+        return serving_certs().client_context() if self.tls else None
 
     async def stop(self) -> None:
         """End open watches and stop serving."""
@@ -119,10 +134,14 @@ class SimCluster:
     def write_kubeconfig(self, path: str | Path, context: str = "sim") -> Path:
         """Write a kubeconfig with one cluster, one token user and one context named `context`."""
         path = Path(path)
+        cluster: dict[str, str] = {"server": self.url}
+        if self.tls:
+            # As kubeadm's admin.conf: the CA inline, so the file is self-contained.
+            cluster["certificate-authority-data"] = base64.b64encode(serving_certs().ca_pem).decode()
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
+            "clusters": [{"name": context, "cluster": cluster}],
             "users": [{"name": f"{context}-user", "user": {"token": self.token}}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-user"}}],
             "current-context": context,
@@ -236,6 +255,17 @@ class SimCluster:
             return web.Response(text="ok")
         if path == "/version":
             return web.json_response(_VERSION)
+        if path == "/openapi/v2":
+            if openapi.V2_PROTOBUF not in request.headers.get("Accept", ""):
+                raise ApiError(406, "NotAcceptable", "only the protobuf form of /openapi/v2 is simulated")
+            return web.Response(body=openapi.v2_protobuf(), headers={"Content-Type": openapi.V2_PROTOBUF_TYPE})
+        if path == "/openapi/v3":
+            return web.json_response(openapi.index())
+        if path.startswith("/openapi/v3/"):
+            doc = openapi.document(path.removeprefix("/openapi/v3/"))
+            if doc is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return web.Response(body=doc, content_type="application/json")
         if path == "/api":
             return web.json_response(
                 {
@@ -289,18 +319,28 @@ class SimCluster:
             if method == "GET":
                 if _truthy(q.get("watch")):
                     return await self._watch(request, rt, ns)
-                return web.json_response(self._list(rt, ns, q))
+                listed = self._list(rt, ns, q)
+                if tables.wants_table(request.headers.get("Accept", "")):
+                    return web.json_response(tables.table(rt.kind, listed["items"], listed["metadata"]))
+                return web.json_response(listed)
             if method == "POST":
                 body = await self._read_body(request)
                 if not isinstance(body, dict):
                     raise ApiError(400, "BadRequest", "the request body must be an object")
                 self._check_kind(rt, body)
-                return web.json_response(self.store.create(rt, body, ns, dry_run=dry_run), status=201)
+                warnings = validation.check_fields(rt, body, q.get("fieldValidation"))
+                created = self.store.create(rt, body, ns, dry_run=dry_run)
+                return web.json_response(created, status=201, headers=_warning_headers(warnings))
             if method == "DELETE":
                 raise ApiError(405, "MethodNotAllowed", "deletecollection is not simulated")
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if method == "GET":
-            return web.json_response(self.store.get(rt, ns, name))
+            got = self.store.get(rt, ns, name)
+            if tables.wants_table(request.headers.get("Accept", "")):
+                return web.json_response(
+                    tables.table(rt.kind, [got], {"resourceVersion": got["metadata"]["resourceVersion"]})
+                )
+            return web.json_response(got)
         if method == "PUT":
             body = await self._read_body(request)
             if not isinstance(body, dict):
@@ -309,7 +349,9 @@ class SimCluster:
             body_name = (body.get("metadata") or {}).get("name")
             if body_name != name:
                 raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
-            return web.json_response(self.store.replace(rt, body, ns, dry_run=dry_run))
+            warnings = validation.check_fields(rt, body, q.get("fieldValidation"))
+            replaced = self.store.replace(rt, body, ns, dry_run=dry_run)
+            return web.json_response(replaced, headers=_warning_headers(warnings))
         if method == "PATCH":
             patch = await self._read_body(request)
             current = self.store.get(rt, ns, name)
@@ -319,7 +361,9 @@ class SimCluster:
             sent_rv = (patch.get("metadata") or {}).get("resourceVersion") if isinstance(patch, dict) else None
             if not sent_rv:
                 patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            return web.json_response(self.store.replace(rt, patched, ns, dry_run=dry_run))
+            warnings = validation.check_fields(rt, patched, q.get("fieldValidation"))
+            replaced = self.store.replace(rt, patched, ns, dry_run=dry_run)
+            return web.json_response(replaced, headers=_warning_headers(warnings))
         if method == "DELETE":
             gone = self._delete(rt, ns, name, dry_run=dry_run)
             if rt.plural == "pods":
@@ -435,6 +479,13 @@ class SimCluster:
         return resp
 
 
+def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
+    """RFC 7234 warning headers as kube-apiserver sends them (`299 - "text"`), one per warning."""
+    if not warnings:
+        return None
+    return {"Warning": ", ".join("299 - " + json.dumps(w) for w in warnings)}
+
+
 def _selected(obj: Obj, label_selector: str | None, field_selector: str | None) -> bool:
     return match_labels(obj, label_selector) and match_fields(obj, field_selector)
 
@@ -446,8 +497,8 @@ def _key(obj: Obj) -> str:
 
 _VERSION = {
     "major": "1",
-    "minor": "31",
-    "gitVersion": "v1.31.0-sim",
+    "minor": openapi.KUBE_VERSION.split(".")[1],
+    "gitVersion": f"v{openapi.KUBE_VERSION}.0-sim",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2024-08-13T00:00:00Z",
