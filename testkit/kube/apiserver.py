@@ -22,6 +22,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ class SimCluster:
         bookmark_interval_s: float = 1.0,
         replace_deleted_pods: bool = True,
         tls: bool = True,
+        termination_s: float | None = None,
     ) -> None:
         self.token = token
         self.tls = tls
@@ -88,6 +90,11 @@ class SimCluster:
         self.faults._expire = self.store.expire_history
         self.bookmark_interval_s = bookmark_interval_s
         self.replace_deleted_pods = replace_deleted_pods
+        # Graceful pod deletion: the kubelet stand-in finishes a Terminating pod after `termination_s` seconds (None:
+        # after its whole grace period, as for a container that ignores SIGTERM), never on a node in `lost_nodes`.
+        self.termination_s = termination_s
+        self.lost_nodes: set[str] = set()
+        self._finishers: dict[str, asyncio.TimerHandle] = {}
         self.requests: deque[tuple[str, str]] = deque(maxlen=2000)  # (method, path?query) of recent requests
         self.open_watches = 0
         self._runner: web.AppRunner | None = None
@@ -126,6 +133,9 @@ class SimCluster:
 
     async def stop(self) -> None:
         """End open watches and stop serving."""
+        for handle in self._finishers.values():
+            handle.cancel()
+        self._finishers.clear()
         self.store.drop_watches()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -173,13 +183,31 @@ class SimCluster:
         obj = self.store.find(rt, namespace if rt.namespaced else None, name)
         return copy.deepcopy(obj) if obj is not None else None
 
-    def delete(self, kind: str, namespace: str | None, name: str) -> Obj | None:
-        """Delete one object as the API would (a ReplicaSet replaces its pod); returns it, or None if absent."""
+    def delete(self, kind: str, namespace: str | None, name: str, grace_period_s: int | None = 0) -> Obj | None:
+        """Delete one object as the API would (a ReplicaSet replaces its pod); returns it, or None if absent.
+
+        The default grace period 0 removes a pod at once, as when its kubelet has confirmed the termination;
+        `grace_period_s=None` uses the pod's terminationGracePeriodSeconds (what a DELETE without options does) and
+        leaves it Terminating.
+        """
         rt = resource_for(kind)
+        options: Obj = {} if grace_period_s is None else {"gracePeriodSeconds": grace_period_s}
         try:
-            return self._delete(rt, namespace if rt.namespaced else None, name, dry_run=False)
+            return self._delete(rt, namespace if rt.namespaced else None, name, dry_run=False, options=options)
         except ApiError:
             return None
+
+    def finish_deletion(self, namespace: str, name: str) -> Obj | None:
+        """The kubelet stand-in: a Terminating pod's containers have stopped; remove it now. None if not terminating."""
+        pod = self.store.find(resource_for("Pod"), namespace, name)
+        if pod is None or not pod["metadata"].get("deletionTimestamp"):
+            return None
+        return self._delete(resource_for("Pod"), namespace, name, dry_run=False, options={"gracePeriodSeconds": 0})
+
+    def terminating(self, namespace: str, name: str) -> bool:
+        """Whether a pod exists with metadata.deletionTimestamp set."""
+        pod = self.store.find(resource_for("Pod"), namespace, name)
+        return pod is not None and bool(pod["metadata"].get("deletionTimestamp"))
 
     def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
         """Copies of all objects of a kind, optionally in one namespace."""
@@ -192,16 +220,100 @@ class SimCluster:
 
     # ---- controller-like behaviour ----
 
-    def _delete(self, rt: ResourceType, namespace: str | None, name: str, dry_run: bool) -> Obj:
+    def _delete(
+        self, rt: ResourceType, namespace: str | None, name: str, dry_run: bool, options: Obj | None = None
+    ) -> Obj:
+        """DELETE with DeleteOptions: preconditions (409 Conflict), then graceful deletion for pods.
+
+        Real sources: apiserver `registry/generic/registry/store.go` (Delete: preconditions, then
+        `rest.BeforeDelete` decides graceful or immediate), `rest/delete.go` (BeforeDelete: a second delete may only
+        shorten the grace period), `storage/interfaces.go` (Preconditions.Check's messages) and
+        `pkg/registry/core/pod/strategy.go` (CheckGracefulDelete: the options' gracePeriodSeconds, else the pod's
+        terminationGracePeriodSeconds; 0 for an unscheduled or finished pod).
+        """
+        options = options or {}
+        current = self.store.get(rt, namespace, name)
+        self._check_preconditions(rt, current, options.get("preconditions") or {})
+        if rt.plural == "pods":
+            grace = self._grace_period(current, options.get("gracePeriodSeconds"))
+            if grace > 0:
+                return self._delete_gracefully(rt, current, grace, dry_run)
+        already_terminating = bool(current["metadata"].get("deletionTimestamp"))
         gone = self.store.delete(rt, namespace, name, dry_run=dry_run)
         if dry_run:
             return gone
+        handle = self._finishers.pop(current["metadata"]["uid"], None)
+        if handle is not None:
+            handle.cancel()
         if rt.plural == "namespaces":
             for child_rt, child in list(self.store.all_namespaced_objects(name)):
                 self.store.delete(child_rt, name, child["metadata"]["name"])
-        elif rt.plural == "pods" and self.replace_deleted_pods:
+        elif rt.plural == "pods" and self.replace_deleted_pods and not already_terminating:
             self._replace_pod(gone)
         return gone
+
+    @staticmethod
+    def _check_preconditions(rt: ResourceType, current: Obj, pre: Obj) -> None:
+        meta = current["metadata"]
+        plural = rt.plural if not rt.group else f"{rt.plural}.{rt.group}"
+        for field, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            want = pre.get(field)
+            if want is not None and want != meta.get(field):
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {plural} "{meta["name"]}": Precondition failed: '
+                    f"{label} in precondition: {want}, {label} in object meta: {meta.get(field)}",
+                    {"name": meta["name"], "kind": rt.plural},
+                )
+
+    @staticmethod
+    def _grace_period(pod: Obj, requested: Any) -> int:
+        spec = pod.get("spec") or {}
+        # 30: the API's default for terminationGracePeriodSeconds
+        grace = int(requested) if requested is not None else int(spec.get("terminationGracePeriodSeconds", 30))
+        if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+            grace = 0
+        return 1 if grace < 0 else grace
+
+    def _delete_gracefully(self, rt: ResourceType, current: Obj, grace: int, dry_run: bool) -> Obj:
+        meta = current["metadata"]
+        now = datetime.now(UTC)
+        deadline = now + timedelta(seconds=grace)
+        first = not meta.get("deletionTimestamp")
+        if not first and grace >= int(meta.get("deletionGracePeriodSeconds") or 0):
+            return current  # only a shorter grace period changes a deletion already under way
+        if dry_run:
+            meta["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+            meta["deletionGracePeriodSeconds"] = grace
+            return current
+        marked = self.store.mark_deleting(rt, meta.get("namespace"), meta["name"], deadline, grace)
+        if first and self.replace_deleted_pods:
+            self._replace_pod(marked)  # the ReplicaSet controller does not count a terminating pod
+        self._schedule_finish(marked, grace)
+        return marked
+
+    def _schedule_finish(self, pod: Obj, grace: int) -> None:
+        if (pod.get("spec") or {}).get("nodeName") in self.lost_nodes:
+            return  # no kubelet will ever confirm: Terminating for ever (until someone force-deletes)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        delay = grace if self.termination_s is None else min(float(grace), self.termination_s)
+        old = self._finishers.pop(uid, None)
+        if old is not None:
+            old.cancel()
+
+        def finish() -> None:
+            self._finishers.pop(uid, None)
+            found = self.store.find(resource_for("Pod"), meta["namespace"], meta["name"])
+            if found is not None and found["metadata"]["uid"] == uid:
+                self.finish_deletion(meta["namespace"], meta["name"])
+
+        self._finishers[uid] = loop.call_later(delay, finish)
 
     def _replace_pod(self, pod: Obj) -> None:
         owners = pod["metadata"].get("ownerReferences") or []
@@ -329,6 +441,7 @@ class SimCluster:
                     raise ApiError(400, "BadRequest", "the request body must be an object")
                 self._check_kind(rt, body)
                 warnings = validation.check_fields(rt, body, q.get("fieldValidation"))
+                validation.validate_write(rt, body, None)
                 created = self.store.create(rt, body, ns, dry_run=dry_run)
                 return web.json_response(created, status=201, headers=_warning_headers(warnings))
             if method == "DELETE":
@@ -350,6 +463,7 @@ class SimCluster:
             if body_name != name:
                 raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
             warnings = validation.check_fields(rt, body, q.get("fieldValidation"))
+            validation.validate_write(rt, body, self.store.find(rt, ns, name))
             replaced = self.store.replace(rt, body, ns, dry_run=dry_run)
             return web.json_response(replaced, headers=_warning_headers(warnings))
         if method == "PATCH":
@@ -362,10 +476,16 @@ class SimCluster:
             if not sent_rv:
                 patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
             warnings = validation.check_fields(rt, patched, q.get("fieldValidation"))
+            validation.validate_write(rt, patched, current)
             replaced = self.store.replace(rt, patched, ns, dry_run=dry_run)
             return web.json_response(replaced, headers=_warning_headers(warnings))
         if method == "DELETE":
-            gone = self._delete(rt, ns, name, dry_run=dry_run)
+            body = await self._read_body(request)
+            options = dict(body) if isinstance(body, dict) else {}
+            if "gracePeriodSeconds" in q:
+                options["gracePeriodSeconds"] = q["gracePeriodSeconds"]
+            dry_run = dry_run or "All" in (options.get("dryRun") or [])
+            gone = self._delete(rt, ns, name, dry_run=dry_run, options=options)
             if rt.plural == "pods":
                 return web.json_response(gone)
             details = {"name": name, "kind": rt.plural, "uid": gone["metadata"]["uid"]}

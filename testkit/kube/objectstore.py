@@ -351,6 +351,13 @@ class ObjectStore:
             )
         meta["uid"] = old_meta["uid"]
         meta["creationTimestamp"] = old_meta["creationTimestamp"]
+        # Clients cannot set or clear a deletion by writing the object (apiserver ValidateObjectMetaUpdate keeps
+        # deletionTimestamp immutable): only DELETE does. Test helpers (check_rv=False) may set it, never clear it.
+        for system in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            if system in old_meta and (check_rv or system not in meta):
+                meta[system] = old_meta[system]
+            elif check_rv:
+                meta.pop(system, None)
         if rt.plural in _GENERATION_TYPES:
             gen = int(old_meta.get("generation", 1))
             meta["generation"] = gen + 1 if obj.get("spec") != old.get("spec") else gen
@@ -358,6 +365,23 @@ class ObjectStore:
             meta["resourceVersion"] = old_meta["resourceVersion"]
             return obj
         meta["resourceVersion"] = str(self._next_rv())
+        self._objects[rt.plural][key] = obj
+        self._record(rt, "MODIFIED", obj)
+        return copy.deepcopy(obj)
+
+    def mark_deleting(
+        self, rt: ResourceType, namespace: str | None, name: str, deadline: datetime, grace_s: int
+    ) -> Obj:
+        """Graceful deletion: set metadata.deletionTimestamp (when the grace period ends) and
+        deletionGracePeriodSeconds, as a MODIFIED change; the object stays until it is deleted for good."""
+        key = (namespace or "", name)
+        old = self._objects[rt.plural].get(key)
+        if old is None:
+            raise not_found(rt, name)
+        obj = copy.deepcopy(old)
+        obj["metadata"]["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+        obj["metadata"]["deletionGracePeriodSeconds"] = grace_s
+        obj["metadata"]["resourceVersion"] = str(self._next_rv())
         self._objects[rt.plural][key] = obj
         self._record(rt, "MODIFIED", obj)
         return copy.deepcopy(obj)

@@ -17,6 +17,9 @@ a schema without properties (Quantity, IntOrString, Time, RawExtension) or with
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from typing import Any
 
 from testkit.kube import openapi
@@ -92,3 +95,82 @@ def check_fields(rt: ResourceType, obj: Obj, directive: str | None) -> list[str]
             f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: strict decoding error: {listed}',
         )
     return [] if mode == "ignore" else [f'unknown field "{u}"' for u in unknown]
+
+
+# ---- semantic validation of Secrets (kube-apiserver pkg/apis/core/validation/validation.go) ----
+#
+# ValidateSecret: a `kubernetes.io/dockercfg` Secret needs data[.dockercfg], a `kubernetes.io/dockerconfigjson` one
+# data[.dockerconfigjson], each well-formed JSON (field.Required / field.Invalid with the contents redacted);
+# ValidateSecretUpdate: `type` is immutable, and once `immutable: true` is set neither `data` nor `immutable` may
+# change (field.Forbidden "field is immutable when `immutable` is set"). Both answer 422 Invalid with the causes.
+
+_DOCKER_KEYS = {"kubernetes.io/dockercfg": ".dockercfg", "kubernetes.io/dockerconfigjson": ".dockerconfigjson"}
+
+
+def _invalid(rt: ResourceType, name: str, causes: list[tuple[str, str, str]]) -> ApiError:
+    """422 Invalid as apierrors.NewInvalid words it; causes are (reason, field, message)."""
+    text = "; ".join(f"{f}: {m}" for _r, f, m in causes)
+    body = text if len(causes) == 1 else f"[{text}]"
+    return ApiError(
+        422,
+        "Invalid",
+        f'{rt.kind} "{name}" is invalid: {body}',
+        {
+            "name": name,
+            "kind": rt.kind,
+            "causes": [{"reason": r, "message": m, "field": f} for r, f, m in causes],
+        },
+    )
+
+
+def _decoded(value: Any) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def validate_secret(rt: ResourceType, new: Obj, old: Obj | None) -> None:
+    """Raise the 422 kube-apiserver answers for an invalid Secret create (old None) or update."""
+    name = str((new.get("metadata") or {}).get("name") or "")
+    data = new.get("data") or {}
+    type_ = new.get("type") or "Opaque"
+    causes: list[tuple[str, str, str]] = []
+    key = _DOCKER_KEYS.get(type_)
+    if key is not None:
+        if key not in data:
+            causes.append(("FieldValueRequired", f"data[{key}]", "Required value"))
+        else:
+            raw = _decoded(data[key])
+            try:
+                ok = raw is not None and isinstance(json.loads(raw), dict)
+            except ValueError:
+                ok = False
+            if not ok:
+                causes.append(
+                    (
+                        "FieldValueInvalid",
+                        f"data[{key}]",
+                        'Invalid value: "<secret contents redacted>": not a JSON object',
+                    )
+                )
+    if old is not None:
+        if (old.get("type") or "Opaque") != type_:
+            causes.append(("FieldValueInvalid", "type", f'Invalid value: "{type_}": field is immutable'))
+        if old.get("immutable"):
+            if not new.get("immutable"):
+                causes.append(
+                    ("FieldValueForbidden", "immutable", "Forbidden: field is immutable when `immutable` is set")
+                )
+            if (old.get("data") or {}) != data:
+                causes.append(("FieldValueForbidden", "data", "Forbidden: field is immutable when `immutable` is set"))
+    if causes:
+        raise _invalid(rt, name, causes)
+
+
+def validate_write(rt: ResourceType, new: Obj, old: Obj | None) -> None:
+    """Kind-specific validation of a create (old None) or update, before it is stored."""
+    if rt.plural == "secrets":
+        validate_secret(rt, new, old)

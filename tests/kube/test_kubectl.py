@@ -167,7 +167,23 @@ async def test_apply_unknown_field_is_refused(kubectl: Kubectl, cluster: SimClus
 
 
 async def test_delete_pod(kubectl: Kubectl, cluster: SimCluster) -> None:
-    """`delete pod` deletes (gracefully) and waits until the pod is gone."""
-    out = await kubectl("delete", "pod", "-n", "shop", "web")
+    """`delete pod` deletes gracefully and waits (watching) while the pod is Terminating, until its kubelet confirms."""
+    proc = await kubectl.start("delete", "pod", "-n", "shop", "web")
+    for _ in range(200):
+        if cluster.terminating("shop", "web"):
+            break
+        await asyncio.sleep(0.05)
+    assert cluster.terminating("shop", "web")
+    await asyncio.sleep(0.5)
+    assert proc.returncode is None  # still waiting for the pod to go
+    assert cluster.finish_deletion("shop", "web") is not None
+    out = await kubectl.finish(proc)
     assert 'pod "web" deleted' in out
     assert cluster.get("Pod", "shop", "web") is None
+
+
+async def test_get_shows_terminating(kubectl: Kubectl, cluster: SimCluster) -> None:
+    """A pod being deleted shows STATUS Terminating, as printPod prints it."""
+    cluster.delete("Pod", "shop", "web", grace_period_s=None)
+    out = await kubectl("get", "pod", "-n", "shop", "web", "--no-headers")
+    assert out.split()[2] == "Terminating"

@@ -182,6 +182,8 @@ async def test_delete_dry_run_and_replacement_pod(sim: SimCluster, api: k8s.ApiC
     assert sim.resource_version == rv
     assert sim.get("Pod", "shop", name) is not None
     await core.delete_namespaced_pod(name, "shop")
+    assert sim.terminating("shop", name)
+    sim.finish_deletion("shop", name)
     remaining = sim.list("Pod", "shop")
     assert len(remaining) == 1
     assert remaining[0]["metadata"]["name"] != name
