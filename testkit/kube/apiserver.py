@@ -43,6 +43,8 @@ from testkit.kube.objectstore import (
     resource_for,
 )
 from testkit.kube.patch import apply_patch
+from testkit.kube.rbac import MASTERS, Authorizer, User
+from testkit.kube.rbac import Request as RbacRequest
 from testkit.kube.tls import serving_certs
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -84,6 +86,12 @@ class SimCluster:
     ) -> None:
         self.token = token
         self.tls = tls
+        # Bearer tokens and who they authenticate: the admin token bypasses authorization (system:masters);
+        # tokens of ServiceAccounts (service_account_token) are held to the RBAC objects loaded with load_rbac.
+        self.users: dict[str, User] = {token: User("kubernetes-admin", (MASTERS, "system:authenticated"))}
+        self.rbac = Authorizer()
+        # Authorization decisions for non-admin users: (user name, request attributes, allowed).
+        self.authorizations: deque[tuple[str, RbacRequest, bool]] = deque(maxlen=10_000)
         self.store = ObjectStore(history_limit=history_limit)
         self.faults = Faults()
         self.faults._drop = self.store.drop_watches
@@ -141,8 +149,18 @@ class SimCluster:
             await self._runner.cleanup()
             self._runner = None
 
-    def write_kubeconfig(self, path: str | Path, context: str = "sim") -> Path:
-        """Write a kubeconfig with one cluster, one token user and one context named `context`."""
+    def service_account_token(self, namespace: str, name: str) -> str:
+        """A bearer token that authenticates as the ServiceAccount `namespace/name` (held to the loaded RBAC)."""
+        token = f"sa-{uuid.uuid4().hex}"
+        self.users[token] = User.service_account(namespace, name)
+        return token
+
+    def load_rbac(self, objects: list[Obj]) -> int:
+        """Load Roles, ClusterRoles and their bindings (e.g. a rendered Helm chart); returns how many were taken."""
+        return self.rbac.load(objects)
+
+    def write_kubeconfig(self, path: str | Path, context: str = "sim", token: str | None = None) -> Path:
+        """Write a kubeconfig with one cluster, one token user (the admin's unless `token`) and one context."""
         path = Path(path)
         cluster: dict[str, str] = {"server": self.url}
         if self.tls:
@@ -152,7 +170,7 @@ class SimCluster:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": context, "cluster": cluster}],
-            "users": [{"name": f"{context}-user", "user": {"token": self.token}}],
+            "users": [{"name": f"{context}-user", "user": {"token": token or self.token}}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-user"}}],
             "current-context": context,
             "preferences": {},
@@ -339,8 +357,7 @@ class SimCluster:
         self.requests.append((request.method, request.path_qs))
         if self.faults.latency_s > 0:
             await asyncio.sleep(self.faults.latency_s)
-        authorized = request.headers.get("Authorization", "") == f"Bearer {self.token}"
-        if request.path not in _UNAUTHENTICATED and not authorized:
+        if request.path not in _UNAUTHENTICATED and self._user(request) is None:
             return _status_response(ApiError(401, "Unauthorized", "Unauthorized"))
         planned = self.faults.take(request.method, request.path)
         if planned is not None:
@@ -413,7 +430,30 @@ class SimCluster:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if namespace is not None and not rt.namespaced:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        self._authorize(request, rt, namespace, name, subresource)
         return await self._serve(request, rt, namespace, name)
+
+    def _user(self, request: web.Request) -> User | None:
+        header = request.headers.get("Authorization", "")
+        return self.users.get(header.removeprefix("Bearer ")) if header.startswith("Bearer ") else None
+
+    def _authorize(
+        self, request: web.Request, rt: ResourceType, ns: str | None, name: str | None, subresource: str | None
+    ) -> None:
+        user = self._user(request)
+        if user is None or MASTERS in user.groups:
+            return
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(request.method, "get")
+        if name is None:
+            if request.method == "GET":
+                verb = "watch" if _truthy(request.query.get("watch")) else "list"
+            elif request.method == "DELETE":
+                verb = "deletecollection"
+        attrs = RbacRequest(verb, rt.group, rt.plural, ns, name, subresource)
+        allowed = self.rbac.allows(user, attrs)
+        self.authorizations.append((user.name, attrs, allowed))
+        if not allowed:
+            raise self.rbac.forbidden(user, attrs)
 
     async def _read_body(self, request: web.Request) -> Any:
         try:

@@ -43,6 +43,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "events", "Event", True, ("ev",)),
     ResourceType("", "v1", "secrets", "Secret", True),
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    ResourceType("", "v1", "replicationcontrollers", "ReplicationController", True, ("rc",)),
     ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",)),
     ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",)),
     ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",)),
@@ -53,7 +54,9 @@ RESOURCES: tuple[ResourceType, ...] = (
 )
 
 # Types whose spec changes bump metadata.generation (pods do too since 1.33; harmless here).
-_GENERATION_TYPES = frozenset({"pods", "replicasets", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"})
+_GENERATION_TYPES = frozenset(
+    {"pods", "replicationcontrollers", "replicasets", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"}
+)
 
 
 def resource_for(kind_or_plural: str) -> ResourceType:
