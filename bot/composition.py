@@ -30,7 +30,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.diagnoser import Diagnoser
 from bot.incidents import BookSettings, IncidentBook
-from bot.kube.client import load_api_client
+from bot.kube.client import credentials_ready, load_api_client
 from bot.kube.inspect import Inspector
 from bot.kube.lease import LeaderElector
 from bot.kube.watcher import PodWatcher
@@ -297,7 +297,10 @@ class Bot:
                 return True  # a follower is ready when it can answer Slack
             return self.watcher is not None and self.watcher.synced.is_set()
 
-        return health_app(self.metrics, {"database": db, "watch_synced": synced})
+        async def kube_credentials() -> bool:
+            return await credentials_ready(self.api)  # False while the exec plugin / token file gives nothing usable
+
+        return health_app(self.metrics, {"database": db, "watch_synced": synced, "kube_credentials": kube_credentials})
 
     async def close(self) -> None:
         """Close the registry, Kubernetes and database clients."""

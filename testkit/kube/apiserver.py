@@ -1,13 +1,31 @@
-"""A simulated Kubernetes API server (aiohttp) that the real kubernetes_asyncio client can talk to over HTTP.
+"""A simulated Kubernetes API server (aiohttp) that real clients use: kubernetes_asyncio (the bot) and kubectl.
 
-It keeps objects in memory with one global resourceVersion, serves discovery, list (with labelSelector, fieldSelector,
-limit/continue), get, create, replace, patch, delete (with dryRun=All) and watch (with resourceVersion, bookmarks,
-timeoutSeconds and 410 Gone once the bounded history has moved past the requested version), answers errors with
-Status objects, checks a Bearer token, and has fault knobs (`SimCluster.faults`).
+It serves HTTPS only, with a CA the written kubeconfig carries (`tls.py`; kubectl sends no bearer token to a plain-HTTP
+server), discovery (/api, /apis, resource lists, /version claiming `openapi.KUBE_VERSION`), the OpenAPI v3 documents
+and a protobuf /openapi/v2 that kubectl reads before `apply` (`openapi.py`), server-side Tables for `kubectl get`
+(`tables.py`), list (labelSelector, fieldSelector restricted to each resource's selectable fields, limit/continue),
+get, create, replace, the three patch formats, delete with DeleteOptions (preconditions, graceful pod deletion that
+leaves the pod Terminating) and watch (resourceVersion, bookmarks about every bookmark_interval_s and 2 s before the
+timeout, timeoutSeconds, 410 Gone once the history, bounded by count and by time, has moved past the requested
+version). Writes are checked as kube-apiserver checks them (`validation.py`: fieldValidation, the OpenAPI schema,
+Secret types and immutability, a Lease update needs its resourceVersion). Bearer tokens authenticate; the admin token
+may do anything, ServiceAccount tokens are held to the RBAC objects loaded (`rbac.py`, e.g. the Helm chart's). Errors
+are Status objects; fault knobs are in `SimCluster.faults`.
 
-Known simplifications: deletion is immediate (no graceful period, no finalizers, no garbage collection except a
-namespace's contents and a ReplicaSet's replacement pod), a continued list reads the current state rather than a
-snapshot, and status is not a separate subresource for PUT on the main resource.
+Known simplifications:
+- no finalizers and no garbage collector: deleting an owner leaves its dependents (except a namespace's contents,
+  removed at once); a ReplicaSet replaces a deleted pod at once, no other controller runs; the "kubelet" that ends a
+  Terminating pod is a timer (`termination_s`, else the grace period; never on `lost_nodes`) or `finish_deletion()`;
+- a continued list reads the current state rather than a snapshot; status is not a separate subresource for PUT on
+  the main resource;
+- validation is the OpenAPI schema (first error only, wording close to but not exactly apiserver's) plus Secret rules
+  and the Lease resourceVersion rule, not the whole of pkg/apis/*/validation; immutable fields other than a Secret's
+  are not enforced; unknown fields are found by schema walk (Warn prunes them, as decoding into Go types does);
+- /openapi/v2 holds only the PATCH operations (no definitions: kubectl falls back to compiled-in types for apply);
+  Tables have real columns for pods only (others: Name, Created At); no aggregated discovery, no protobuf or CBOR
+  bodies, no server-side apply (apply-patch+yaml), no watch of Tables;
+- RBAC: Roles, ClusterRoles and bindings loaded from manifests (not served as API resources); no aggregation rules,
+  no impersonation; non-resource URLs are open to every authenticated user.
 """
 
 from __future__ import annotations
@@ -18,6 +36,7 @@ import contextlib
 import copy
 import json
 import ssl
+import sys
 import time
 import uuid
 from collections import deque
@@ -29,7 +48,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from testkit.kube import openapi, tables, validation
+from testkit.kube import exec_plugin, openapi, tables, validation
 from testkit.kube.faults import Faults
 from testkit.kube.objectstore import (
     RESOURCES,
@@ -38,6 +57,7 @@ from testkit.kube.objectstore import (
     ObjectStore,
     ResourceType,
     WatchEvent,
+    check_field_selector,
     match_fields,
     match_labels,
     resource_for,
@@ -79,7 +99,9 @@ class SimCluster:
         self,
         token: str = "sim-token",  # noqa: S107 - a fixed test credential for a loopback simulator
         history_limit: int = 1000,
-        bookmark_interval_s: float = 1.0,
+        bookmark_interval_s: float = 60.0,
+        bookmark_before_timeout_s: float = 2.0,
+        history_window_s: float | None = 300.0,
         replace_deleted_pods: bool = True,
         tls: bool = True,
         termination_s: float | None = None,
@@ -90,13 +112,17 @@ class SimCluster:
         # tokens of ServiceAccounts (service_account_token) are held to the RBAC objects loaded with load_rbac.
         self.users: dict[str, User] = {token: User("kubernetes-admin", (MASTERS, "system:authenticated"))}
         self.rbac = Authorizer()
+        # Tokens of the test exec plugin (exec_plugin.py): signed with this secret, valid until their expiry.
+        self.exec_secret = uuid.uuid4().hex
+        self.exec_user = User("exec-user", (MASTERS, "system:authenticated"))
         # Authorization decisions for non-admin users: (user name, request attributes, allowed).
         self.authorizations: deque[tuple[str, RbacRequest, bool]] = deque(maxlen=10_000)
-        self.store = ObjectStore(history_limit=history_limit)
+        self.store = ObjectStore(history_limit=history_limit, history_window_s=history_window_s)
         self.faults = Faults()
         self.faults._drop = self.store.drop_watches
         self.faults._expire = self.store.expire_history
         self.bookmark_interval_s = bookmark_interval_s
+        self.bookmark_before_timeout_s = bookmark_before_timeout_s
         self.replace_deleted_pods = replace_deleted_pods
         # Graceful pod deletion: the kubelet stand-in finishes a Terminating pod after `termination_s` seconds (None:
         # after its whole grace period, as for a container that ignores SIGTERM), never on a node in `lost_nodes`.
@@ -159,9 +185,38 @@ class SimCluster:
         """Load Roles, ClusterRoles and their bindings (e.g. a rendered Helm chart); returns how many were taken."""
         return self.rbac.load(objects)
 
-    def write_kubeconfig(self, path: str | Path, context: str = "sim", token: str | None = None) -> Path:
-        """Write a kubeconfig with one cluster, one token user (the admin's unless `token`) and one context."""
+    def write_kubeconfig(
+        self,
+        path: str | Path,
+        context: str = "sim",
+        token: str | None = None,
+        *,
+        token_file: Path | None = None,
+        exec_ttl_s: float | None = None,
+        exec_env: dict[str, str] | None = None,
+    ) -> Path:
+        """Write a kubeconfig with one cluster, one user and one context.
+
+        The user has the admin's token unless `token`; or a `tokenFile`; or, with `exec_ttl_s`, an exec plugin
+        (testkit.kube.exec_plugin) issuing tokens that expire after that many seconds (`exec_env` adds variables,
+        e.g. SIM_EXEC_FAIL_FILE).
+        """
         path = Path(path)
+        user: dict[str, Any] = {"token": token or self.token}
+        if token_file is not None:
+            user = {"tokenFile": str(token_file)}
+        elif exec_ttl_s is not None:
+            env = {"SIM_EXEC_SECRET": self.exec_secret, "SIM_EXEC_TTL_S": str(exec_ttl_s), **(exec_env or {})}
+            user = {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": sys.executable,
+                    "args": ["-m", "testkit.kube.exec_plugin"],
+                    "env": [{"name": k, "value": v} for k, v in env.items()],
+                    "interactiveMode": "Never",
+                    "provideClusterInfo": False,
+                }
+            }
         cluster: dict[str, str] = {"server": self.url}
         if self.tls:
             # As kubeadm's admin.conf: the CA inline, so the file is self-contained.
@@ -170,7 +225,7 @@ class SimCluster:
             "apiVersion": "v1",
             "kind": "Config",
             "clusters": [{"name": context, "cluster": cluster}],
-            "users": [{"name": f"{context}-user", "user": {"token": token or self.token}}],
+            "users": [{"name": f"{context}-user", "user": user}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-user"}}],
             "current-context": context,
             "preferences": {},
@@ -435,7 +490,21 @@ class SimCluster:
 
     def _user(self, request: web.Request) -> User | None:
         header = request.headers.get("Authorization", "")
-        return self.users.get(header.removeprefix("Bearer ")) if header.startswith("Bearer ") else None
+        if not header.startswith("Bearer "):
+            return None
+        token = header.removeprefix("Bearer ")
+        valid = exec_plugin.verify(self.exec_secret, token)
+        if valid is not None:
+            return self.exec_user if valid else None  # an expired exec token is 401, as EKS answers
+        return self.users.get(token)
+
+    def revoke(self, token: str) -> None:
+        """Forget a token (a rotated service account token, a deleted user): it gets 401 from now on."""
+        self.users.pop(token, None)
+
+    def add_token(self, token: str, user: User | None = None) -> None:
+        """Accept another bearer token (by default for the admin user)."""
+        self.users[token] = user or self.users[self.token]
 
     def _authorize(
         self, request: web.Request, rt: ResourceType, ns: str | None, name: str | None, subresource: str | None
@@ -502,6 +571,27 @@ class SimCluster:
             body_name = (body.get("metadata") or {}).get("name")
             if body_name != name:
                 raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
+            if rt.plural in _CONDITIONAL_UPDATE and not (body.get("metadata") or {}).get("resourceVersion"):
+                # registry/generic/registry/store.go Update: a strategy that does not AllowUnconditionalUpdate
+                # (the Lease strategy, pkg/registry/coordination/lease/strategy.go) needs the resourceVersion read.
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'{rt.kind}.{rt.group} "{name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: '
+                    "must be specified for an update",
+                    {
+                        "name": name,
+                        "group": rt.group,
+                        "kind": rt.kind,
+                        "causes": [
+                            {
+                                "reason": "FieldValueInvalid",
+                                "message": "Invalid value: 0x0: must be specified for an update",
+                                "field": "metadata.resourceVersion",
+                            }
+                        ],
+                    },
+                )
             warnings = validation.check_fields(rt, body, q.get("fieldValidation"))
             validation.validate_write(rt, body, self.store.find(rt, ns, name))
             replaced = self.store.replace(rt, body, ns, dry_run=dry_run)
@@ -551,6 +641,7 @@ class SimCluster:
         start = ""
         if token:
             list_rv, start = _decode_continue(token)
+            self.store.compact()
             if list_rv < self.store.floor:
                 raise ApiError(
                     410,
@@ -561,6 +652,7 @@ class SimCluster:
                     "- objects that were created, modified, or deleted between the time the first chunk was returned "
                     "and now may show up in the list.",
                 )
+        check_field_selector(rt, field_selector)
         selected = self.store.items(rt, ns, label_selector, field_selector)
         if start:
             selected = [o for o in selected if _key(o) > start]
@@ -578,6 +670,7 @@ class SimCluster:
         q = request.query
         label_selector = q.get("labelSelector")
         field_selector = q.get("fieldSelector")
+        check_field_selector(rt, field_selector)
         bookmarks = _truthy(q.get("allowWatchBookmarks"))
         timeout_s = float(q.get("timeoutSeconds") or 1800)
         rv_param = q.get("resourceVersion") or ""
@@ -605,7 +698,13 @@ class SimCluster:
             for event in backlog:
                 if _selected(event.obj, label_selector, field_selector):
                     await send(event.type, event.obj)
-            next_bookmark = time.monotonic() + self.bookmark_interval_s
+
+            def next_bookmark_at(now: float) -> float:
+                # cacher cache_watcher.go nextBookmarkTime: roughly every bookmark frequency (a minute), and 2 s
+                # before the watch's deadline so that a client resumes from a fresh resourceVersion.
+                return min(now + self.bookmark_interval_s, deadline - self.bookmark_before_timeout_s)
+
+            next_bookmark = next_bookmark_at(time.monotonic())
             while True:
                 now = time.monotonic()
                 if now >= deadline:
@@ -623,7 +722,8 @@ class SimCluster:
                             "metadata": {"resourceVersion": str(self.store.rv)},
                         }
                         await send("BOOKMARK", bookmark)
-                        next_bookmark = time.monotonic() + self.bookmark_interval_s
+                        after = next_bookmark_at(time.monotonic())
+                        next_bookmark = after if after > next_bookmark else deadline + 1  # one pre-timeout bookmark
                     continue
                 if event is None:
                     break
@@ -666,6 +766,8 @@ _VERSION = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
+
+_CONDITIONAL_UPDATE = frozenset({"leases"})  # strategies whose AllowUnconditionalUpdate() is false
 
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -159,19 +160,82 @@ def _split_terms(selector: str) -> list[str]:
     return [t.strip() for t in terms if t.strip()]
 
 
+# The fields each resource can be selected by (kube-apiserver answers any other with 400 `field label not supported`).
+# Every resource has metadata.name and metadata.namespace (apiserver registry/generic DefaultNamespaceScopedAttr);
+# the others are each strategy's ToSelectableFields / GetAttrs: pkg/registry/core/pod/strategy.go,
+# core/event/strategy.go, core/secret/strategy.go, core/namespace/strategy.go, core/node/strategy.go,
+# core/replicationcontroller/strategy.go, apps/replicaset/strategy.go, batch/job/strategy.go.
+_SELECTABLE: dict[str, frozenset[str]] = {
+    "pods": frozenset(
+        {
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        }
+    ),
+    "events": frozenset(
+        {
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        }
+    ),
+    "secrets": frozenset({"type"}),
+    "namespaces": frozenset({"status.phase"}),
+    "nodes": frozenset({"spec.unschedulable"}),
+    "replicationcontrollers": frozenset({"status.replicas"}),
+    "replicasets": frozenset({"status.replicas"}),
+    "jobs": frozenset({"status.successful"}),
+}
+_ALIASES = {("events", "source"): "source.component"}  # the event strategy selects source by its component
+
+
+def _field_terms(selector: str) -> list[tuple[str, str, bool]]:
+    out = []
+    for term in _split_terms(selector):
+        if "!=" in term:
+            path, value = term.split("!=", 1)
+            out.append((path.strip(), value.strip(), False))
+        elif "=" in term:
+            path, value = term.replace("==", "=").split("=", 1)
+            out.append((path.strip(), value.strip(), True))
+        else:
+            raise ApiError(400, "BadRequest", f"invalid field selector: {selector!r}: no operator in {term!r}")
+    return out
+
+
+def check_field_selector(rt: ResourceType, selector: str | None) -> None:
+    """400 BadRequest `field label not supported: X` for a field the resource cannot be selected by."""
+    if not selector:
+        return
+    allowed = _SELECTABLE.get(rt.plural, frozenset()) | {"metadata.name", "metadata.namespace"}
+    for path, _value, _eq in _field_terms(selector):
+        if path not in allowed:
+            raise ApiError(400, "BadRequest", f"field label not supported: {path}")
+
+
 def match_fields(obj: Obj, selector: str | None) -> bool:
     """Field selector: comma-separated `path=value`, `path==value`, `path!=value` terms (any dotted path)."""
     if not selector:
         return True
-    for term in _split_terms(selector):
-        if "!=" in term:
-            path, value = term.split("!=", 1)
-            if _field_value(obj, path.strip()) == value.strip():
-                return False
-        else:
-            path, value = term.replace("==", "=").split("=", 1)
-            if _field_value(obj, path.strip()) != value.strip():
-                return False
+    kind_plural = str(obj.get("kind") or "").lower() + "s"
+    for path, value, equal in _field_terms(selector):
+        actual = _field_value(obj, _ALIASES.get((kind_plural, path), path))
+        if (actual == value) != equal:
+            return False
     return True
 
 
@@ -211,9 +275,13 @@ def match_labels(obj: Obj, selector: str | None) -> bool:
 class ObjectStore:
     """All objects of the simulated cluster, with one global resourceVersion and a bounded event history."""
 
-    def __init__(self, history_limit: int = 1000) -> None:
+    def __init__(self, history_limit: int = 1000, history_window_s: float | None = None) -> None:
         self.rv = 1
         self.history_limit = history_limit
+        # Watch history by time too: etcd compacts every 5 minutes by default (kube-apiserver
+        # --etcd-compaction-interval), so a watch from a resourceVersion older than that is 410 Gone.
+        self.history_window_s = history_window_s
+        self._recorded_at: deque[float] = deque()
         self.history: deque[WatchEvent] = deque()
         # Events with rv <= floor are forgotten: a watch or continue token from before it gets 410 Gone.
         self.floor = 0
@@ -258,8 +326,11 @@ class ObjectStore:
     def _record(self, rt: ResourceType, type_: str, obj: Obj) -> None:
         event = WatchEvent(int(obj["metadata"]["resourceVersion"]), rt, type_, obj)
         self.history.append(event)
+        self._recorded_at.append(time.monotonic())
         while len(self.history) > self.history_limit:
             self.floor = self.history.popleft().rv
+            self._recorded_at.popleft()
+        self.compact()
         for sub in list(self.subscriptions):
             if sub.rt.plural == rt.plural and (sub.namespace is None or sub.namespace == _ns_of(obj)):
                 sub.queue.put_nowait(event)
@@ -405,9 +476,19 @@ class ObjectStore:
 
     # -- watch plumbing --
 
+    def compact(self) -> None:
+        """Forget events older than the history window (by time)."""
+        if self.history_window_s is None:
+            return
+        horizon = time.monotonic() - self.history_window_s
+        while self._recorded_at and self._recorded_at[0] < horizon:
+            self._recorded_at.popleft()
+            self.floor = self.history.popleft().rv
+
     def expire_history(self) -> None:
         """Forget every past event: watches and continue tokens from before now get 410 Gone."""
         self.history.clear()
+        self._recorded_at.clear()
         self.floor = self.rv
 
     def subscribe(self, rt: ResourceType, namespace: str | None, since: int | None) -> tuple[Subscription, list[Any]]:
@@ -419,6 +500,7 @@ class ObjectStore:
                 WatchEvent(int(o["metadata"]["resourceVersion"]), rt, "ADDED", o) for o in self.items(rt, namespace)
             ]
         else:
+            self.compact()
             if since < self.floor:
                 raise ApiError(410, "Expired", f"too old resource version: {since} ({self.floor + 1})")
             backlog = [

@@ -170,7 +170,55 @@ def validate_secret(rt: ResourceType, new: Obj, old: Obj | None) -> None:
         raise _invalid(rt, name, causes)
 
 
+# ---- schema validation (types and required fields) ----
+#
+# kube-apiserver decodes a body into the Go type first: a value of the wrong JSON type is a 400 BadRequest
+# (`… cannot be handled as a Pod: json: cannot unmarshal string into Go struct field … of type int32`); then the
+# kind's validation answers 422 Invalid for a missing required field (`Pod "x" is invalid: spec.containers[0].name:
+# Required value`). The simulator checks a written object against the OpenAPI schema of the version /version claims,
+# as kubernetes-validate ships it, and answers the same two ways.
+
+
+def _dotted(path: list[Any]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def validate_schema(rt: ResourceType, obj: Obj) -> None:
+    """Raise 400 (wrong type) or 422 (missing required field, other schema violation) for an invalid object."""
+    import kubernetes_validate  # type: ignore[import-untyped]
+
+    candidate = {**obj, "kind": rt.kind, "apiVersion": rt.api_version}
+    try:
+        kubernetes_validate.validate(candidate, openapi.KUBE_VERSION, strict=False)
+    except kubernetes_validate.SchemaNotFoundError:
+        return
+    except kubernetes_validate.ValidationError as exc:
+        path = list(exc.path)
+        name = str((obj.get("metadata") or {}).get("name") or "")
+        if exc.validator == "type":
+            wanted = exc.validator_value if isinstance(exc.validator_value, str) else "/".join(exc.validator_value)
+            got = (
+                type(exc.instance).__name__.replace("str", "string").replace("dict", "object").replace("list", "array")
+            )
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: json: cannot unmarshal {got}'
+                f" into Go struct field {rt.kind}.{'.'.join(str(p) for p in path if not isinstance(p, int))} of type"
+                f" {wanted.split('/')[0]}",
+            ) from None
+        if exc.validator == "required":
+            missing = str(exc.message).split("'")[1] if "'" in str(exc.message) else "?"
+            field = _dotted([*path, missing])
+            raise _invalid(rt, name, [("FieldValueRequired", field, "Required value")]) from None
+        raise _invalid(rt, name, [("FieldValueInvalid", _dotted(path), f"Invalid value: {exc.message}")]) from None
+
+
 def validate_write(rt: ResourceType, new: Obj, old: Obj | None) -> None:
-    """Kind-specific validation of a create (old None) or update, before it is stored."""
+    """Validation of a create (old None) or update before it is stored: the schema, then kind-specific rules."""
+    validate_schema(rt, new)
     if rt.plural == "secrets":
         validate_secret(rt, new, old)
