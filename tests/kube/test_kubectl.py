@@ -187,3 +187,32 @@ async def test_get_shows_terminating(kubectl: Kubectl, cluster: SimCluster) -> N
     cluster.delete("Pod", "shop", "web", grace_period_s=None)
     out = await kubectl("get", "pod", "-n", "shop", "web", "--no-headers")
     assert out.split()[2] == "Terminating"
+
+
+async def test_imagepull_doctor_sim_serves_https_to_kubectl(tmp_path: Path) -> None:
+    """`imagepull-doctor sim` (the public entry point) serves HTTPS: its URL says so and kubectl reads its objects."""
+    import sys
+
+    binary = kubectl_binary("1.33")
+    pod = o.pod("bad", "shop", image="nginx:9.9", waiting={"app": ("ImagePullBackOff", None)})
+    objects = tmp_path / "objects.json"
+    objects.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [o.namespace("shop"), pod]}))
+    kubeconfig = tmp_path / "kubeconfig"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "sim", "--objects", str(objects), "--kubeconfig", str(kubeconfig),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        ready = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
+        assert ready["url"].startswith("https://127.0.0.1:")
+        home = tmp_path / "home"
+        home.mkdir()
+        out = await Kubectl(binary, kubeconfig, home)("get", "pods", "-A", "--no-headers")
+        assert out.split()[:4] == ["shop", "bad", "0/1", "ImagePullBackOff"]
+        proc.stdin.close()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
