@@ -157,6 +157,13 @@ class KubeActions:
             if exc.status == 404:
                 raise _Refused(f"pod {ns}/{pod} does not exist (any more); nothing to delete") from None
             raise
+        if obj.metadata.deletion_timestamp is not None:
+            # A deleted pod stays Terminating for its grace period (for ever on a lost node); deleting it again
+            # changes nothing, and its controller has already made a replacement (pod strategy CheckGracefulDelete).
+            raise _Refused(
+                f"pod {ns}/{pod} is already being deleted (Terminating, its grace period ends at"
+                f" {obj.metadata.deletion_timestamp:%Y-%m-%dT%H:%M:%SZ}); nothing was changed"
+            )
         owner = controller_of(owner_refs(obj.metadata))
         if owner is None:
             raise _Refused(

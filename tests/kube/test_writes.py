@@ -64,6 +64,17 @@ async def test_delete_controlled_pod(sim: SimCluster, actions: KubeActions) -> N
     assert len(sim.list("Pod", NS)) == 1
 
 
+async def test_terminating_pod_is_not_deleted_again(sim: SimCluster, actions: KubeActions) -> None:
+    """A pod already Terminating (deleted, waiting for its grace period) is left alone, with a clear message."""
+    pod = controlled_pod(sim)
+    sim.delete("Pod", NS, pod, grace_period_s=None)
+    assert sim.terminating(NS, pod)
+    deletes = sum(1 for m, _ in sim.requests if m == "DELETE")
+    result = await actions.delete_pod(NS, pod, dry_run=False)
+    assert not result.ok and "already being deleted" in result.message
+    assert sum(1 for m, _ in sim.requests if m == "DELETE") == deletes
+
+
 async def test_bare_pod_refused(sim: SimCluster, actions: KubeActions) -> None:
     """A pod no controller owns is not deleted, dry run or not."""
     sim.put(o.pod("lonely", NS))
