@@ -33,13 +33,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.diagnoser import Diagnoser
 from bot.incidents import BookSettings, IncidentBook
-from bot.kube.client import load_api_client
+from bot.kube.client import credentials_ready, load_api_client
 from bot.kube.inspect import Inspector
 from bot.kube.lease import LeaderElector
 from bot.kube.watcher import PodWatcher
 from bot.logging_setup import incident_id
 from bot.model import Diagnosis, Incident, IncidentScope, OutboxMessage, PullFailure
-from bot.observability import MeteredProber, MeteredWebClient, Metrics, health_app
+from bot.observability import Check, MeteredProber, MeteredWebClient, Metrics, health_app
 from bot.pipeline import Pipeline
 from bot.prevention.scanner import LatentScanner, ScanReport, ScanSettings
 from bot.prevention.threads import plan_threads
@@ -439,11 +439,17 @@ class Bot:
                 }
             }
 
-        return health_app(
-            self.metrics,
-            {"database": db, "watch_synced": synced, "watch_streams": streams, "slack_channels": slack_channels},
-            details,
-        )
+        async def kube_credentials() -> bool:
+            return await credentials_ready(self.api)  # False while the exec plugin / token file gives nothing usable
+
+        checks: dict[str, Check] = {
+            "database": db,
+            "watch_synced": synced,
+            "watch_streams": streams,
+            "slack_channels": slack_channels,
+            "kube_credentials": kube_credentials,
+        }
+        return health_app(self.metrics, checks, details)
 
     async def close(self) -> None:
         """Close the registry, Kubernetes and database clients."""

@@ -125,11 +125,12 @@ class World:
 
 @contextlib.asynccontextmanager
 async def world() -> AsyncIterator[World]:
-    """Start every registry and the simulated API server (kubectl-compatible: token check off, plain HTTP)."""
+    """Start every registry and the simulated API server (HTTPS with its CA in the kubeconfig, as kubectl needs)."""
     workdir = Path(tempfile.mkdtemp(prefix="scenarios-"))
     processes: list[RealRegistryProcess] = []
     sims: dict[str, SimRegistry] = {}
-    cluster = SimCluster(check_token=False, replace_deleted_pods=False)
+    # a deleted pod terminates after 0.3 s (kubectl delete waits for it to go), as a kubelet with a short grace would
+    cluster = SimCluster(check_token=False, replace_deleted_pods=False, termination_s=0.3)
     hang_server: asyncio.AbstractServer | None = None
     try:
         registries: dict[str, str] = {}

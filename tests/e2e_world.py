@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,6 +31,45 @@ from testkit.oci.simregistry import SimRegistry
 from testkit.slack.web_api import FakeSlackApi, Thread
 
 TOKEN = "xoxb-test-not-a-real-token"
+RBAC_NAMESPACE = "default"  # the release namespace: where the bots' Lease lives (HASettings.lease_namespace)
+RBAC_CLUSTERS = (
+    "e2e",
+    "prod-eu",
+    "east",
+    "west",
+)  # cluster names the tests give the bot; the Lease Role names <lease>-<cluster>
+ACTION_NAMESPACES = ["default", "shop", "billing", "web", "data"]
+FULLNAME = "ipd-imagepull-doctor"  # the chart's ServiceAccount for release "ipd" (tests/deploy/test_chart.py)
+
+
+@functools.cache
+def _chart_rbac_json() -> str:
+    from tests.deploy.test_chart import manifests, render_helm
+
+    kinds = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
+    objects: list[dict[str, Any]] = []
+    for cluster in RBAC_CLUSTERS:
+        values = {
+            "cluster": {"name": cluster},
+            "existingSecret": {"name": "imagepull-doctor-credentials"},
+            "leaderElection": {"leaseName": HASettings().lease_name},
+            "secrets": {"readClusterWide": True},  # KubeSettings.secret_namespaces is empty: every namespace
+            "actions": {
+                "deletePod": True,
+                "recreateSecret": True,
+                "linkSecret": True,
+                "namespaces": ACTION_NAMESPACES,
+            },
+        }
+        rendered = manifests(render_helm(values, namespace=RBAC_NAMESPACE))
+        objects.extend(obj for obj in rendered if obj["kind"] in kinds)
+    return json.dumps(objects)
+
+
+def chart_rbac() -> list[dict[str, Any]]:
+    """The Helm chart's RBAC objects as installed in the release namespace "default" for the tests' cluster names."""
+    loaded: list[dict[str, Any]] = json.loads(_chart_rbac_json())
+    return loaded
 
 
 async def until(check: Callable[[], Awaitable[bool]], timeout: float = 15.0, what: str = "condition") -> None:
@@ -156,8 +197,15 @@ async def world_for(workdir: Path, slack: FakeSlackApi | None = None) -> AsyncIt
         cluster.put(k8s.node("node-a", arch="amd64"))
         cluster.put(k8s.namespace("default"))
         await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
-        kubeconfig = cluster.write_kubeconfig(workdir / "kubeconfig")
+        # The bot runs as the chart's ServiceAccount, held to the chart's own Roles (issue 13, point 9).
+        cluster.load_rbac(chart_rbac())
+        token = cluster.service_account_token(RBAC_NAMESPACE, FULLNAME)
+        kubeconfig = cluster.write_kubeconfig(workdir / "kubeconfig", token=token)
         yield World(cluster, registry, host, hub, hub_host, slack, kubeconfig, Kubelet(cluster))
+        refused = sorted(
+            {f"{a.verb} {a.resource} in {a.namespace or '*'}" for _u, a, ok in cluster.authorizations if not ok}
+        )
+        assert not refused, f"the bot made calls the chart's RBAC does not grant: {refused}"
 
 
 def bot_settings(

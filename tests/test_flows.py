@@ -68,7 +68,7 @@ async def test_delete_pod_proposal_approval_execution_and_audit(world: World) ->
     reply = await w.flows.approve(pid, Actor(ADMIN))
     assert reply.ok and reply.replace_original
     assert await w.flows.run_executor_once() == 1
-    assert w.sim.get("Pod", "shop", pod) is None
+    assert w.sim.terminating("shop", pod)  # deleted: Terminating for its grace period
     done = await w.store.get_proposal(pid)
     assert done is not None and done.status is ProposalStatus.SUCCEEDED and done.decided_by == ADMIN
     assert await audit_actions(w) == ["proposal.created", "proposal.approved", "action.executed"]
@@ -157,7 +157,7 @@ async def test_approved_action_survives_a_restart_and_an_interrupted_one_never_r
     await w.flows.approve(pid, Actor(ADMIN))
     restarted = await w.other_bot("prod", identity="prod-after-restart")
     assert await restarted.run_executor_once() == 1
-    assert w.sim.get("Pod", "shop", pod) is None
+    assert w.sim.terminating("shop", pod)
 
     pods = w.sim.list("Pod", "shop")
     second = pods[0]["metadata"]["name"]
@@ -210,7 +210,7 @@ async def test_forwarded_fix_is_dry_run_and_proposed_on_the_right_cluster(world:
         assert (await w.flows.approve(proposal.id or 0, Actor(ADMIN))).ok  # approved on prod's bot
         assert await w.flows.run_executor_once() == 0
         assert await edge.run_executor_once() == 1
-        assert edge_sim.get("Pod", "shop", pod) is None
+        assert edge_sim.terminating("shop", pod)
     finally:
         await edge_sim.stop()
 

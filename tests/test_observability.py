@@ -134,12 +134,14 @@ async def test_healthz_and_readyz_follow_the_database(world: World, tmp_path: Pa
         await until(lambda: _synced(bot), what="watch synced")
         assert (await _get(bot, "/healthz"))[0] == 200
         status, body = await _get(bot, "/readyz")
-        assert status == 200 and json.loads(body)["checks"] == {
+        checks = {
             "database": True,
             "watch_synced": True,
             "watch_streams": True,
             "slack_channels": True,
+            "kube_credentials": True,
         }
+        assert status == 200 and json.loads(body)["checks"] == checks
 
         # the database goes away: no pooled connection, and the file is replaced by a directory
         await bot.store.engine.dispose()

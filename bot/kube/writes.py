@@ -14,7 +14,7 @@ import binascii
 import json
 import logging
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -122,8 +122,18 @@ class KubeActions:
         except _Refused as exc:
             result = ActionResult(ok=False, message=str(exc), dry_run=dry_run)
         except ApiException as exc:
-            reason = "conflicting concurrent change" if exc.status == 409 else f"HTTP {exc.status}"
-            result = ActionResult(ok=False, message=f"the API server refused: {reason}; try again", dry_run=dry_run)
+            if exc.status == 422:
+                # Invalid: retrying cannot help; say what the server said (its Status message names fields, and
+                # kube-apiserver redacts Secret contents in it).
+                result = ActionResult(
+                    ok=False,
+                    message=f"the API server rejected the change as invalid: {_status_message(exc)}; nothing was"
+                    " changed",
+                    dry_run=dry_run,
+                )
+            else:
+                reason = "conflicting concurrent change" if exc.status == 409 else f"HTTP {exc.status}"
+                result = ActionResult(ok=False, message=f"the API server refused: {reason}; try again", dry_run=dry_run)
         except (OSError, ValueError) as exc:  # aiohttp.ClientError is an OSError
             result = ActionResult(
                 ok=False, message=f"could not reach the API server ({type(exc).__name__})", dry_run=dry_run
@@ -266,29 +276,10 @@ class KubeActions:
                     old_fingerprint=old_fp,
                     new_fingerprint=new_fp,
                 )
+            _check_ours(ns, name, existing)
             data, kept = _merged_data(existing.data, host, username, password)
-            body = {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {
-                    "name": name,
-                    "namespace": ns,
-                    "resourceVersion": existing.metadata.resource_version,
-                    "labels": existing.metadata.labels,
-                    "annotations": existing.metadata.annotations,
-                },
-                "type": DOCKERCONFIGJSON_TYPE,
-                "data": {**(existing.data or {}), **data},
-            }
             try:
-                await self._call(
-                    self._core.replace_namespaced_secret(
-                        name, ns, body, **_dry(dry_run), _request_timeout=self._timeout_s
-                    ),
-                    "update",
-                    "secrets",
-                    ns,
-                )
+                await self._patch_secret_data(ns, name, existing, data, {}, dry_run)
             except ApiException as exc:
                 if exc.status == 409:  # changed meanwhile: read again
                     continue
@@ -304,6 +295,39 @@ class KubeActions:
                 new_fingerprint=new_fp,
             )
         raise _Refused(f"pull secret {ns}/{name} kept changing while the bot wrote it; try again")
+
+    async def _patch_secret_data(
+        self,
+        ns: str,
+        name: str,
+        existing: Any,
+        data: Mapping[str, str | None],
+        annotations: dict[str, str],
+        dry_run: bool,
+    ) -> None:
+        """A JSON merge patch of `data` (and our own annotations) only, guarded by the resourceVersion read.
+
+        A PUT of the whole Secret would drop what other controllers keep there (ownerReferences, finalizers,
+        their labels and annotations, `immutable`); a merge patch leaves every field it does not name, and a
+        resourceVersion in the patch makes it fail with 409 if the Secret changed since it was read
+        (apiserver endpoints/handlers/patch.go: the patched object's resourceVersion is a precondition).
+        """
+        metadata: dict[str, Any] = {"resourceVersion": existing.metadata.resource_version}
+        if annotations:
+            metadata["annotations"] = annotations
+        await self._call(
+            self._core.patch_namespaced_secret(
+                name,
+                ns,
+                {"metadata": metadata, "data": dict(data)},
+                **_dry(dry_run),
+                _content_type="application/merge-patch+json",
+                _request_timeout=self._timeout_s,
+            ),
+            "patch",
+            "secrets",
+            ns,
+        )
 
     async def _read_secret(self, ns: str, name: str) -> Any | None:
         try:
@@ -364,20 +388,11 @@ class KubeActions:
                             " nothing to change",
                             dry_run=dry_run,
                         )
-                    metadata["resourceVersion"] = target.metadata.resource_version
-                    metadata["labels"] = target.metadata.labels
-                    metadata["annotations"] = {
-                        **(target.metadata.annotations or {}),
-                        COPIED_FROM_ANNOTATION: f"{src_ns}/{src}",
-                    }
-                    await self._call(
-                        self._core.replace_namespaced_secret(
-                            dst, dst_ns, body, **_dry(dry_run), _request_timeout=self._timeout_s
-                        ),
-                        "update",
-                        "secrets",
-                        dst_ns,
-                    )
+                    _check_ours(dst_ns, dst, target)
+                    # The source's data exactly (keys it lacks removed), and our annotation; nothing else.
+                    removed: dict[str, str | None] = {k: None for k in (target.data or {}) if k not in data}
+                    annotations = {COPIED_FROM_ANNOTATION: f"{src_ns}/{src}"}
+                    await self._patch_secret_data(dst_ns, dst, target, {**removed, **data}, annotations, dry_run)
                     verb = "would overwrite" if dry_run else "overwrote"
             except ApiException as exc:
                 if exc.status == 409:
@@ -470,6 +485,33 @@ def _replaced(ns: str, pod: str) -> str:
         f"pod {ns}/{pod} is no longer the pod this was proposed for: it was replaced by a new pod of the same name"
         " (uid precondition failed); nothing was deleted"
     )
+
+
+def _status_message(exc: ApiException) -> str:
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message)[:300] if message else f"HTTP {exc.status}"
+
+
+def _check_ours(ns: str, name: str, secret: Any) -> None:
+    """Refuse to write a Secret the bot must not change: an immutable one, or one a controller manages.
+
+    A Secret owned by a controller (an ownerReferences entry with controller=true: External Secrets' ExternalSecret,
+    Bitnami's SealedSecret, …) is rewritten from its source by that controller, so a change here is lost or fights it.
+    """
+    if getattr(secret, "immutable", None):
+        raise _Refused(
+            f"secret {ns}/{name} is immutable (immutable: true): Kubernetes refuses any change to its data;"
+            " delete it and create it again, or use another secret name; nothing was changed"
+        )
+    owner = controller_of(owner_refs(secret.metadata))
+    if owner is not None:
+        raise _Refused(
+            f"secret {ns}/{name} is managed by {owner.kind} {owner.name} (its controller): change the credential"
+            f" at that source, a change made here would be overwritten; nothing was changed"
+        )
 
 
 def _merged_data(data: dict[str, str] | None, host: str, username: str, password: str) -> tuple[dict[str, str], int]:

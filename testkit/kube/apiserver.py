@@ -1,13 +1,31 @@
-"""A simulated Kubernetes API server (aiohttp) that the real kubernetes_asyncio client can talk to over HTTP.
+"""A simulated Kubernetes API server (aiohttp) that real clients use: kubernetes_asyncio (the bot) and kubectl.
 
-It keeps objects in memory with one global resourceVersion, serves discovery, list (with labelSelector, fieldSelector,
-limit/continue), get, create, replace, patch, delete (with dryRun=All) and watch (with resourceVersion, bookmarks,
-timeoutSeconds and 410 Gone once the bounded history has moved past the requested version), answers errors with
-Status objects, checks a Bearer token, and has fault knobs (`SimCluster.faults`).
+It serves HTTPS only, with a CA the written kubeconfig carries (`tls.py`; kubectl sends no bearer token to a plain-HTTP
+server), discovery (/api, /apis, resource lists, /version claiming `openapi.KUBE_VERSION`), the OpenAPI v3 documents
+and a protobuf /openapi/v2 that kubectl reads before `apply` (`openapi.py`), server-side Tables for `kubectl get`
+(`tables.py`), list (labelSelector, fieldSelector restricted to each resource's selectable fields, limit/continue),
+get, create, replace, the three patch formats, delete with DeleteOptions (preconditions, graceful pod deletion that
+leaves the pod Terminating) and watch (resourceVersion, bookmarks about every bookmark_interval_s and 2 s before the
+timeout, timeoutSeconds, 410 Gone once the history, bounded by count and by time, has moved past the requested
+version). Writes are checked as kube-apiserver checks them (`validation.py`: fieldValidation, the OpenAPI schema,
+Secret types and immutability, a Lease update needs its resourceVersion). Bearer tokens authenticate; the admin token
+may do anything, ServiceAccount tokens are held to the RBAC objects loaded (`rbac.py`, e.g. the Helm chart's). Errors
+are Status objects; fault knobs are in `SimCluster.faults`.
 
-Known simplifications: deletion is immediate (no graceful period, no finalizers, no garbage collection except a
-namespace's contents and a ReplicaSet's replacement pod), a continued list reads the current state rather than a
-snapshot, and status is not a separate subresource for PUT on the main resource.
+Known simplifications:
+- no finalizers and no garbage collector: deleting an owner leaves its dependents (except a namespace's contents,
+  removed at once); a ReplicaSet replaces a deleted pod at once, no other controller runs; the "kubelet" that ends a
+  Terminating pod is a timer (`termination_s`, else the grace period; never on `lost_nodes`) or `finish_deletion()`;
+- a continued list reads the current state rather than a snapshot; status is not a separate subresource for PUT on
+  the main resource;
+- validation is the OpenAPI schema (first error only, wording close to but not exactly apiserver's) plus Secret rules
+  and the Lease resourceVersion rule, not the whole of pkg/apis/*/validation; immutable fields other than a Secret's
+  are not enforced; unknown fields are found by schema walk (Warn prunes them, as decoding into Go types does);
+- /openapi/v2 holds only the PATCH operations (no definitions: kubectl falls back to compiled-in types for apply);
+  Tables have real columns for pods only (others: Name, Created At); no aggregated discovery, no protobuf or CBOR
+  bodies, no server-side apply (apply-patch+yaml), no watch of Tables;
+- RBAC: Roles, ClusterRoles and bindings loaded from manifests (not served as API resources); no aggregation rules,
+  no impersonation; non-resource URLs are open to every authenticated user.
 """
 
 from __future__ import annotations
@@ -17,17 +35,20 @@ import base64
 import contextlib
 import copy
 import json
+import ssl
+import sys
 import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from aiohttp import web
 
-from testkit.kube import protobuf
+from testkit.kube import exec_plugin, openapi, protobuf, tables, validation
 from testkit.kube.faults import Faults
 from testkit.kube.objectstore import (
     RESOURCES,
@@ -36,11 +57,15 @@ from testkit.kube.objectstore import (
     ObjectStore,
     ResourceType,
     WatchEvent,
+    check_field_selector,
     match_fields,
     match_labels,
     resource_for,
 )
 from testkit.kube.patch import apply_patch
+from testkit.kube.rbac import MASTERS, Authorizer, User
+from testkit.kube.rbac import Request as RbacRequest
+from testkit.kube.tls import serving_certs
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNAUTHENTICATED = ("/healthz", "/livez", "/readyz")
@@ -74,19 +99,39 @@ class SimCluster:
         self,
         token: str = "sim-token",  # noqa: S107 - a fixed test credential for a loopback simulator
         history_limit: int = 1000,
-        bookmark_interval_s: float = 1.0,
+        bookmark_interval_s: float = 60.0,
+        bookmark_before_timeout_s: float = 2.0,
+        history_window_s: float | None = 300.0,
         replace_deleted_pods: bool = True,
+        tls: bool = True,
+        termination_s: float | None = None,
         check_token: bool = True,
     ) -> None:
         self.token = token
-        # kubectl sends no bearer token to a plain-HTTP server: tests that run a real kubectl turn the check off.
+        # A test may let requests without a token through as the admin (scenario runs of many kubectl calls).
         self.check_token = check_token
-        self.store = ObjectStore(history_limit=history_limit)
+        self.tls = tls
+        # Bearer tokens and who they authenticate: the admin token bypasses authorization (system:masters);
+        # tokens of ServiceAccounts (service_account_token) are held to the RBAC objects loaded with load_rbac.
+        self.users: dict[str, User] = {token: User("kubernetes-admin", (MASTERS, "system:authenticated"))}
+        self.rbac = Authorizer()
+        # Tokens of the test exec plugin (exec_plugin.py): signed with this secret, valid until their expiry.
+        self.exec_secret = uuid.uuid4().hex
+        self.exec_user = User("exec-user", (MASTERS, "system:authenticated"))
+        # Authorization decisions for non-admin users: (user name, request attributes, allowed).
+        self.authorizations: deque[tuple[str, RbacRequest, bool]] = deque(maxlen=10_000)
+        self.store = ObjectStore(history_limit=history_limit, history_window_s=history_window_s)
         self.faults = Faults()
         self.faults._drop = self.store.drop_watches
         self.faults._expire = self.store.expire_history
         self.bookmark_interval_s = bookmark_interval_s
+        self.bookmark_before_timeout_s = bookmark_before_timeout_s
         self.replace_deleted_pods = replace_deleted_pods
+        # Graceful pod deletion: the kubelet stand-in finishes a Terminating pod after `termination_s` seconds (None:
+        # after its whole grace period, as for a container that ignores SIGTERM), never on a node in `lost_nodes`.
+        self.termination_s = termination_s
+        self.lost_nodes: set[str] = set()
+        self._finishers: dict[str, asyncio.TimerHandle] = {}
         self.requests: deque[tuple[str, str]] = deque(maxlen=2000)  # (method, path?query) of recent requests
         self.open_watches = 0
         self._runner: web.AppRunner | None = None
@@ -107,27 +152,83 @@ class SimCluster:
         app.router.add_route("*", "/{tail:.*}", self._dispatch)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        ssl_context = serving_certs().server_context() if self.tls else None
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         port = int(self._runner.addresses[0][1])
-        self._url = f"http://127.0.0.1:{port}"
+        self._url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
         return self._url
+
+    @property
+    def ca_file(self) -> Path:
+        """The PEM file of the CA that signed the serving certificate (only with tls)."""
+        return serving_certs().ca_file
+
+    def client_ssl_context(self) -> ssl.SSLContext | None:
+        """A client TLS context trusting the simulator's CA (None over plain HTTP), for raw aiohttp calls."""
+        return serving_certs().client_context() if self.tls else None
 
     async def stop(self) -> None:
         """End open watches and stop serving."""
+        for handle in self._finishers.values():
+            handle.cancel()
+        self._finishers.clear()
         self.store.drop_watches()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
 
-    def write_kubeconfig(self, path: str | Path, context: str = "sim") -> Path:
-        """Write a kubeconfig with one cluster, one token user and one context named `context`."""
+    def service_account_token(self, namespace: str, name: str) -> str:
+        """A bearer token that authenticates as the ServiceAccount `namespace/name` (held to the loaded RBAC)."""
+        token = f"sa-{uuid.uuid4().hex}"
+        self.users[token] = User.service_account(namespace, name)
+        return token
+
+    def load_rbac(self, objects: list[Obj]) -> int:
+        """Load Roles, ClusterRoles and their bindings (e.g. a rendered Helm chart); returns how many were taken."""
+        return self.rbac.load(objects)
+
+    def write_kubeconfig(
+        self,
+        path: str | Path,
+        context: str = "sim",
+        token: str | None = None,
+        *,
+        token_file: Path | None = None,
+        exec_ttl_s: float | None = None,
+        exec_env: dict[str, str] | None = None,
+    ) -> Path:
+        """Write a kubeconfig with one cluster, one user and one context.
+
+        The user has the admin's token unless `token`; or a `tokenFile`; or, with `exec_ttl_s`, an exec plugin
+        (testkit.kube.exec_plugin) issuing tokens that expire after that many seconds (`exec_env` adds variables,
+        e.g. SIM_EXEC_FAIL_FILE).
+        """
         path = Path(path)
+        user: dict[str, Any] = {"token": token or self.token}
+        if token_file is not None:
+            user = {"tokenFile": str(token_file)}
+        elif exec_ttl_s is not None:
+            env = {"SIM_EXEC_SECRET": self.exec_secret, "SIM_EXEC_TTL_S": str(exec_ttl_s), **(exec_env or {})}
+            user = {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": sys.executable,
+                    "args": ["-m", "testkit.kube.exec_plugin"],
+                    "env": [{"name": k, "value": v} for k, v in env.items()],
+                    "interactiveMode": "Never",
+                    "provideClusterInfo": False,
+                }
+            }
+        cluster: dict[str, str] = {"server": self.url}
+        if self.tls:
+            # As kubeadm's admin.conf: the CA inline, so the file is self-contained.
+            cluster["certificate-authority-data"] = base64.b64encode(serving_certs().ca_pem).decode()
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": context, "cluster": {"server": self.url}}],
-            "users": [{"name": f"{context}-user", "user": {"token": self.token}}],
+            "clusters": [{"name": context, "cluster": cluster}],
+            "users": [{"name": f"{context}-user", "user": user}],
             "contexts": [{"name": context, "context": {"cluster": context, "user": f"{context}-user"}}],
             "current-context": context,
             "preferences": {},
@@ -158,13 +259,31 @@ class SimCluster:
         obj = self.store.find(rt, namespace if rt.namespaced else None, name)
         return copy.deepcopy(obj) if obj is not None else None
 
-    def delete(self, kind: str, namespace: str | None, name: str) -> Obj | None:
-        """Delete one object as the API would (a ReplicaSet replaces its pod); returns it, or None if absent."""
+    def delete(self, kind: str, namespace: str | None, name: str, grace_period_s: int | None = 0) -> Obj | None:
+        """Delete one object as the API would (a ReplicaSet replaces its pod); returns it, or None if absent.
+
+        The default grace period 0 removes a pod at once, as when its kubelet has confirmed the termination;
+        `grace_period_s=None` uses the pod's terminationGracePeriodSeconds (what a DELETE without options does) and
+        leaves it Terminating.
+        """
         rt = resource_for(kind)
+        options: Obj = {} if grace_period_s is None else {"gracePeriodSeconds": grace_period_s}
         try:
-            return self._delete(rt, namespace if rt.namespaced else None, name, dry_run=False)
+            return self._delete(rt, namespace if rt.namespaced else None, name, dry_run=False, options=options)
         except ApiError:
             return None
+
+    def finish_deletion(self, namespace: str, name: str) -> Obj | None:
+        """The kubelet stand-in: a Terminating pod's containers have stopped; remove it now. None if not terminating."""
+        pod = self.store.find(resource_for("Pod"), namespace, name)
+        if pod is None or not pod["metadata"].get("deletionTimestamp"):
+            return None
+        return self._delete(resource_for("Pod"), namespace, name, dry_run=False, options={"gracePeriodSeconds": 0})
+
+    def terminating(self, namespace: str, name: str) -> bool:
+        """Whether a pod exists with metadata.deletionTimestamp set."""
+        pod = self.store.find(resource_for("Pod"), namespace, name)
+        return pod is not None and bool(pod["metadata"].get("deletionTimestamp"))
 
     def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
         """Copies of all objects of a kind, optionally in one namespace."""
@@ -177,16 +296,100 @@ class SimCluster:
 
     # ---- controller-like behaviour ----
 
-    def _delete(self, rt: ResourceType, namespace: str | None, name: str, dry_run: bool) -> Obj:
+    def _delete(
+        self, rt: ResourceType, namespace: str | None, name: str, dry_run: bool, options: Obj | None = None
+    ) -> Obj:
+        """DELETE with DeleteOptions: preconditions (409 Conflict), then graceful deletion for pods.
+
+        Real sources: apiserver `registry/generic/registry/store.go` (Delete: preconditions, then
+        `rest.BeforeDelete` decides graceful or immediate), `rest/delete.go` (BeforeDelete: a second delete may only
+        shorten the grace period), `storage/interfaces.go` (Preconditions.Check's messages) and
+        `pkg/registry/core/pod/strategy.go` (CheckGracefulDelete: the options' gracePeriodSeconds, else the pod's
+        terminationGracePeriodSeconds; 0 for an unscheduled or finished pod).
+        """
+        options = options or {}
+        current = self.store.get(rt, namespace, name)
+        self._check_preconditions(rt, current, options.get("preconditions") or {})
+        if rt.plural == "pods":
+            grace = self._grace_period(current, options.get("gracePeriodSeconds"))
+            if grace > 0:
+                return self._delete_gracefully(rt, current, grace, dry_run)
+        already_terminating = bool(current["metadata"].get("deletionTimestamp"))
         gone = self.store.delete(rt, namespace, name, dry_run=dry_run)
         if dry_run:
             return gone
+        handle = self._finishers.pop(current["metadata"]["uid"], None)
+        if handle is not None:
+            handle.cancel()
         if rt.plural == "namespaces":
             for child_rt, child in list(self.store.all_namespaced_objects(name)):
                 self.store.delete(child_rt, name, child["metadata"]["name"])
-        elif rt.plural == "pods" and self.replace_deleted_pods:
+        elif rt.plural == "pods" and self.replace_deleted_pods and not already_terminating:
             self._replace_pod(gone)
         return gone
+
+    @staticmethod
+    def _check_preconditions(rt: ResourceType, current: Obj, pre: Obj) -> None:
+        meta = current["metadata"]
+        plural = rt.plural if not rt.group else f"{rt.plural}.{rt.group}"
+        for field, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+            want = pre.get(field)
+            if want is not None and want != meta.get(field):
+                raise ApiError(
+                    409,
+                    "Conflict",
+                    f'Operation cannot be fulfilled on {plural} "{meta["name"]}": Precondition failed: '
+                    f"{label} in precondition: {want}, {label} in object meta: {meta.get(field)}",
+                    {"name": meta["name"], "kind": rt.plural},
+                )
+
+    @staticmethod
+    def _grace_period(pod: Obj, requested: Any) -> int:
+        spec = pod.get("spec") or {}
+        # 30: the API's default for terminationGracePeriodSeconds
+        grace = int(requested) if requested is not None else int(spec.get("terminationGracePeriodSeconds", 30))
+        if not spec.get("nodeName") or (pod.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+            grace = 0
+        return 1 if grace < 0 else grace
+
+    def _delete_gracefully(self, rt: ResourceType, current: Obj, grace: int, dry_run: bool) -> Obj:
+        meta = current["metadata"]
+        now = datetime.now(UTC)
+        deadline = now + timedelta(seconds=grace)
+        first = not meta.get("deletionTimestamp")
+        if not first and grace >= int(meta.get("deletionGracePeriodSeconds") or 0):
+            return current  # only a shorter grace period changes a deletion already under way
+        if dry_run:
+            meta["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+            meta["deletionGracePeriodSeconds"] = grace
+            return current
+        marked = self.store.mark_deleting(rt, meta.get("namespace"), meta["name"], deadline, grace)
+        if first and self.replace_deleted_pods:
+            self._replace_pod(marked)  # the ReplicaSet controller does not count a terminating pod
+        self._schedule_finish(marked, grace)
+        return marked
+
+    def _schedule_finish(self, pod: Obj, grace: int) -> None:
+        if (pod.get("spec") or {}).get("nodeName") in self.lost_nodes:
+            return  # no kubelet will ever confirm: Terminating for ever (until someone force-deletes)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        meta = pod["metadata"]
+        uid = meta["uid"]
+        delay = grace if self.termination_s is None else min(float(grace), self.termination_s)
+        old = self._finishers.pop(uid, None)
+        if old is not None:
+            old.cancel()
+
+        def finish() -> None:
+            self._finishers.pop(uid, None)
+            found = self.store.find(resource_for("Pod"), meta["namespace"], meta["name"])
+            if found is not None and found["metadata"]["uid"] == uid:
+                self.finish_deletion(meta["namespace"], meta["name"])
+
+        self._finishers[uid] = loop.call_later(delay, finish)
 
     def _replace_pod(self, pod: Obj) -> None:
         owners = pod["metadata"].get("ownerReferences") or []
@@ -212,8 +415,7 @@ class SimCluster:
         self.requests.append((request.method, request.path_qs))
         if self.faults.latency_s > 0:
             await asyncio.sleep(self.faults.latency_s)
-        authorized = request.headers.get("Authorization", "") == f"Bearer {self.token}"
-        if self.check_token and request.path not in _UNAUTHENTICATED and not authorized:
+        if self.check_token and request.path not in _UNAUTHENTICATED and self._user(request) is None:
             return _status_response(ApiError(401, "Unauthorized", "Unauthorized"))
         planned = self.faults.take(request.method, request.path)
         if planned is not None:
@@ -240,6 +442,17 @@ class SimCluster:
             return web.Response(text="ok")
         if path == "/version":
             return web.json_response(_VERSION)
+        if path == "/openapi/v2":
+            if openapi.V2_PROTOBUF not in request.headers.get("Accept", ""):
+                raise ApiError(406, "NotAcceptable", "only the protobuf form of /openapi/v2 is simulated")
+            return web.Response(body=openapi.v2_protobuf(), headers={"Content-Type": openapi.V2_PROTOBUF_TYPE})
+        if path == "/openapi/v3":
+            return web.json_response(openapi.index())
+        if path.startswith("/openapi/v3/"):
+            doc = openapi.document(path.removeprefix("/openapi/v3/"))
+            if doc is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return web.Response(body=doc, content_type="application/json")
         if path == "/api":
             return web.json_response(
                 {
@@ -275,7 +488,44 @@ class SimCluster:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         if namespace is not None and not rt.namespaced:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        self._authorize(request, rt, namespace, name, subresource)
         return await self._serve(request, rt, namespace, name)
+
+    def _user(self, request: web.Request) -> User | None:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return None
+        token = header.removeprefix("Bearer ")
+        valid = exec_plugin.verify(self.exec_secret, token)
+        if valid is not None:
+            return self.exec_user if valid else None  # an expired exec token is 401, as EKS answers
+        return self.users.get(token)
+
+    def revoke(self, token: str) -> None:
+        """Forget a token (a rotated service account token, a deleted user): it gets 401 from now on."""
+        self.users.pop(token, None)
+
+    def add_token(self, token: str, user: User | None = None) -> None:
+        """Accept another bearer token (by default for the admin user)."""
+        self.users[token] = user or self.users[self.token]
+
+    def _authorize(
+        self, request: web.Request, rt: ResourceType, ns: str | None, name: str | None, subresource: str | None
+    ) -> None:
+        user = self._user(request)
+        if user is None or MASTERS in user.groups:
+            return
+        verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(request.method, "get")
+        if name is None:
+            if request.method == "GET":
+                verb = "watch" if _truthy(request.query.get("watch")) else "list"
+            elif request.method == "DELETE":
+                verb = "deletecollection"
+        attrs = RbacRequest(verb, rt.group, rt.plural, ns, name, subresource)
+        allowed = self.rbac.allows(user, attrs)
+        self.authorizations.append((user.name, attrs, allowed))
+        if not allowed:
+            raise self.rbac.forbidden(user, attrs)
 
     async def _read_body(self, request: web.Request) -> Any:
         if "protobuf" in request.content_type:
@@ -299,18 +549,29 @@ class SimCluster:
             if method == "GET":
                 if _truthy(q.get("watch")):
                     return await self._watch(request, rt, ns)
-                return web.json_response(self._list(rt, ns, q))
+                listed = self._list(rt, ns, q)
+                if tables.wants_table(request.headers.get("Accept", "")):
+                    return web.json_response(tables.table(rt.kind, listed["items"], listed["metadata"]))
+                return web.json_response(listed)
             if method == "POST":
                 body = await self._read_body(request)
                 if not isinstance(body, dict):
                     raise ApiError(400, "BadRequest", "the request body must be an object")
                 self._check_kind(rt, body)
-                return web.json_response(self.store.create(rt, body, ns, dry_run=dry_run), status=201)
+                warnings = validation.check_fields(rt, body, q.get("fieldValidation"))
+                validation.validate_write(rt, body, None)
+                created = self.store.create(rt, body, ns, dry_run=dry_run)
+                return web.json_response(created, status=201, headers=_warning_headers(warnings))
             if method == "DELETE":
                 raise ApiError(405, "MethodNotAllowed", "deletecollection is not simulated")
             raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
         if method == "GET":
-            return web.json_response(self.store.get(rt, ns, name))
+            got = self.store.get(rt, ns, name)
+            if tables.wants_table(request.headers.get("Accept", "")):
+                return web.json_response(
+                    tables.table(rt.kind, [got], {"resourceVersion": got["metadata"]["resourceVersion"]})
+                )
+            return web.json_response(got)
         if method == "PUT":
             body = await self._read_body(request)
             if not isinstance(body, dict):
@@ -319,7 +580,31 @@ class SimCluster:
             body_name = (body.get("metadata") or {}).get("name")
             if body_name != name:
                 raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
-            return web.json_response(self.store.replace(rt, body, ns, dry_run=dry_run))
+            if rt.plural in _CONDITIONAL_UPDATE and not (body.get("metadata") or {}).get("resourceVersion"):
+                # registry/generic/registry/store.go Update: a strategy that does not AllowUnconditionalUpdate
+                # (the Lease strategy, pkg/registry/coordination/lease/strategy.go) needs the resourceVersion read.
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'{rt.kind}.{rt.group} "{name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: '
+                    "must be specified for an update",
+                    {
+                        "name": name,
+                        "group": rt.group,
+                        "kind": rt.kind,
+                        "causes": [
+                            {
+                                "reason": "FieldValueInvalid",
+                                "message": "Invalid value: 0x0: must be specified for an update",
+                                "field": "metadata.resourceVersion",
+                            }
+                        ],
+                    },
+                )
+            warnings = validation.check_fields(rt, body, q.get("fieldValidation"))
+            validation.validate_write(rt, body, self.store.find(rt, ns, name))
+            replaced = self.store.replace(rt, body, ns, dry_run=dry_run)
+            return web.json_response(replaced, headers=_warning_headers(warnings))
         if method == "PATCH":
             patch = await self._read_body(request)
             current = self.store.get(rt, ns, name)
@@ -329,10 +614,17 @@ class SimCluster:
             sent_rv = (patch.get("metadata") or {}).get("resourceVersion") if isinstance(patch, dict) else None
             if not sent_rv:
                 patched["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-            return web.json_response(self.store.replace(rt, patched, ns, dry_run=dry_run))
+            warnings = validation.check_fields(rt, patched, q.get("fieldValidation"))
+            validation.validate_write(rt, patched, current)
+            replaced = self.store.replace(rt, patched, ns, dry_run=dry_run)
+            return web.json_response(replaced, headers=_warning_headers(warnings))
         if method == "DELETE":
-            self._check_delete_preconditions(rt, ns, name, await self._read_body(request))
-            gone = self._delete(rt, ns, name, dry_run=dry_run)
+            body = await self._read_body(request)
+            options = dict(body) if isinstance(body, dict) else {}
+            if "gracePeriodSeconds" in q:
+                options["gracePeriodSeconds"] = q["gracePeriodSeconds"]
+            dry_run = dry_run or "All" in (options.get("dryRun") or [])
+            gone = self._delete(rt, ns, name, dry_run=dry_run, options=options)
             if rt.plural == "pods":
                 return web.json_response(gone)
             details = {"name": name, "kind": rt.plural, "uid": gone["metadata"]["uid"]}
@@ -342,24 +634,6 @@ class SimCluster:
                 {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
             )
         raise ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
-
-    def _check_delete_preconditions(self, rt: ResourceType, ns: str | None, name: str, options: Any) -> None:
-        """DeleteOptions.preconditions (uid, resourceVersion): a mismatch is 409 Conflict with the API server's text
-        (apiserver storage Preconditions.Check, turned into a Conflict by the registry's delete)."""
-        pre = options.get("preconditions") if isinstance(options, dict) else None
-        if not isinstance(pre, dict):
-            return
-        current = self.store.get(rt, ns, name)
-        meta = current.get("metadata") or {}
-        for field, key in (("UID", "uid"), ("ResourceVersion", "resourceVersion")):
-            want = pre.get(key)
-            if want and want != meta.get(key):
-                raise ApiError(
-                    409,
-                    "Conflict",
-                    f'Operation cannot be fulfilled on {rt.plural} "{name}": Precondition failed: {field} in'
-                    f" precondition: {want}, {field} in object meta: {meta.get(key)}",
-                )
 
     @staticmethod
     def _check_kind(rt: ResourceType, body: Obj) -> None:
@@ -376,6 +650,7 @@ class SimCluster:
         start = ""
         if token:
             list_rv, start = _decode_continue(token)
+            self.store.compact()
             if list_rv < self.store.floor:
                 raise ApiError(
                     410,
@@ -386,6 +661,7 @@ class SimCluster:
                     "- objects that were created, modified, or deleted between the time the first chunk was returned "
                     "and now may show up in the list.",
                 )
+        check_field_selector(rt, field_selector)
         selected = self.store.items(rt, ns, label_selector, field_selector)
         if start:
             selected = [o for o in selected if _key(o) > start]
@@ -403,6 +679,7 @@ class SimCluster:
         q = request.query
         label_selector = q.get("labelSelector")
         field_selector = q.get("fieldSelector")
+        check_field_selector(rt, field_selector)
         bookmarks = _truthy(q.get("allowWatchBookmarks"))
         timeout_s = float(q.get("timeoutSeconds") or 1800)
         rv_param = q.get("resourceVersion") or ""
@@ -430,7 +707,13 @@ class SimCluster:
             for event in backlog:
                 if _selected(event.obj, label_selector, field_selector):
                     await send(event.type, event.obj)
-            next_bookmark = time.monotonic() + self.bookmark_interval_s
+
+            def next_bookmark_at(now: float) -> float:
+                # cacher cache_watcher.go nextBookmarkTime: roughly every bookmark frequency (a minute), and 2 s
+                # before the watch's deadline so that a client resumes from a fresh resourceVersion.
+                return min(now + self.bookmark_interval_s, deadline - self.bookmark_before_timeout_s)
+
+            next_bookmark = next_bookmark_at(time.monotonic())
             while True:
                 now = time.monotonic()
                 if now >= deadline:
@@ -448,7 +731,8 @@ class SimCluster:
                             "metadata": {"resourceVersion": str(self.store.rv)},
                         }
                         await send("BOOKMARK", bookmark)
-                        next_bookmark = time.monotonic() + self.bookmark_interval_s
+                        after = next_bookmark_at(time.monotonic())
+                        next_bookmark = after if after > next_bookmark else deadline + 1  # one pre-timeout bookmark
                     continue
                 if event is None:
                     break
@@ -464,6 +748,13 @@ class SimCluster:
         return resp
 
 
+def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
+    """RFC 7234 warning headers as kube-apiserver sends them (`299 - "text"`), one per warning."""
+    if not warnings:
+        return None
+    return {"Warning": ", ".join("299 - " + json.dumps(w) for w in warnings)}
+
+
 def _selected(obj: Obj, label_selector: str | None, field_selector: str | None) -> bool:
     return match_labels(obj, label_selector) and match_fields(obj, field_selector)
 
@@ -475,8 +766,8 @@ def _key(obj: Obj) -> str:
 
 _VERSION = {
     "major": "1",
-    "minor": "31",
-    "gitVersion": "v1.31.0-sim",
+    "minor": openapi.KUBE_VERSION.split(".")[1],
+    "gitVersion": f"v{openapi.KUBE_VERSION}.0-sim",
     "gitCommit": "0000000000000000000000000000000000000000",
     "gitTreeState": "clean",
     "buildDate": "2024-08-13T00:00:00Z",
@@ -484,6 +775,8 @@ _VERSION = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
+
+_CONDITIONAL_UPDATE = frozenset({"leases"})  # strategies whose AllowUnconditionalUpdate() is false
 
 _VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import time
 import uuid
 from collections import deque
 from collections.abc import Iterable
@@ -43,6 +44,7 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "events", "Event", True, ("ev",)),
     ResourceType("", "v1", "secrets", "Secret", True),
     ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    ResourceType("", "v1", "replicationcontrollers", "ReplicationController", True, ("rc",)),
     ResourceType("apps", "v1", "replicasets", "ReplicaSet", True, ("rs",)),
     ResourceType("apps", "v1", "deployments", "Deployment", True, ("deploy",)),
     ResourceType("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",)),
@@ -53,7 +55,9 @@ RESOURCES: tuple[ResourceType, ...] = (
 )
 
 # Types whose spec changes bump metadata.generation (pods do too since 1.33; harmless here).
-_GENERATION_TYPES = frozenset({"pods", "replicasets", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"})
+_GENERATION_TYPES = frozenset(
+    {"pods", "replicationcontrollers", "replicasets", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"}
+)
 
 
 def resource_for(kind_or_plural: str) -> ResourceType:
@@ -156,19 +160,82 @@ def _split_terms(selector: str) -> list[str]:
     return [t.strip() for t in terms if t.strip()]
 
 
+# The fields each resource can be selected by (kube-apiserver answers any other with 400 `field label not supported`).
+# Every resource has metadata.name and metadata.namespace (apiserver registry/generic DefaultNamespaceScopedAttr);
+# the others are each strategy's ToSelectableFields / GetAttrs: pkg/registry/core/pod/strategy.go,
+# core/event/strategy.go, core/secret/strategy.go, core/namespace/strategy.go, core/node/strategy.go,
+# core/replicationcontroller/strategy.go, apps/replicaset/strategy.go, batch/job/strategy.go.
+_SELECTABLE: dict[str, frozenset[str]] = {
+    "pods": frozenset(
+        {
+            "spec.nodeName",
+            "spec.restartPolicy",
+            "spec.schedulerName",
+            "spec.serviceAccountName",
+            "spec.hostNetwork",
+            "status.phase",
+            "status.podIP",
+            "status.nominatedNodeName",
+        }
+    ),
+    "events": frozenset(
+        {
+            "involvedObject.kind",
+            "involvedObject.namespace",
+            "involvedObject.name",
+            "involvedObject.uid",
+            "involvedObject.apiVersion",
+            "involvedObject.resourceVersion",
+            "involvedObject.fieldPath",
+            "reason",
+            "reportingComponent",
+            "source",
+            "type",
+        }
+    ),
+    "secrets": frozenset({"type"}),
+    "namespaces": frozenset({"status.phase"}),
+    "nodes": frozenset({"spec.unschedulable"}),
+    "replicationcontrollers": frozenset({"status.replicas"}),
+    "replicasets": frozenset({"status.replicas"}),
+    "jobs": frozenset({"status.successful"}),
+}
+_ALIASES = {("events", "source"): "source.component"}  # the event strategy selects source by its component
+
+
+def _field_terms(selector: str) -> list[tuple[str, str, bool]]:
+    out = []
+    for term in _split_terms(selector):
+        if "!=" in term:
+            path, value = term.split("!=", 1)
+            out.append((path.strip(), value.strip(), False))
+        elif "=" in term:
+            path, value = term.replace("==", "=").split("=", 1)
+            out.append((path.strip(), value.strip(), True))
+        else:
+            raise ApiError(400, "BadRequest", f"invalid field selector: {selector!r}: no operator in {term!r}")
+    return out
+
+
+def check_field_selector(rt: ResourceType, selector: str | None) -> None:
+    """400 BadRequest `field label not supported: X` for a field the resource cannot be selected by."""
+    if not selector:
+        return
+    allowed = _SELECTABLE.get(rt.plural, frozenset()) | {"metadata.name", "metadata.namespace"}
+    for path, _value, _eq in _field_terms(selector):
+        if path not in allowed:
+            raise ApiError(400, "BadRequest", f"field label not supported: {path}")
+
+
 def match_fields(obj: Obj, selector: str | None) -> bool:
     """Field selector: comma-separated `path=value`, `path==value`, `path!=value` terms (any dotted path)."""
     if not selector:
         return True
-    for term in _split_terms(selector):
-        if "!=" in term:
-            path, value = term.split("!=", 1)
-            if _field_value(obj, path.strip()) == value.strip():
-                return False
-        else:
-            path, value = term.replace("==", "=").split("=", 1)
-            if _field_value(obj, path.strip()) != value.strip():
-                return False
+    kind_plural = str(obj.get("kind") or "").lower() + "s"
+    for path, value, equal in _field_terms(selector):
+        actual = _field_value(obj, _ALIASES.get((kind_plural, path), path))
+        if (actual == value) != equal:
+            return False
     return True
 
 
@@ -208,9 +275,13 @@ def match_labels(obj: Obj, selector: str | None) -> bool:
 class ObjectStore:
     """All objects of the simulated cluster, with one global resourceVersion and a bounded event history."""
 
-    def __init__(self, history_limit: int = 1000) -> None:
+    def __init__(self, history_limit: int = 1000, history_window_s: float | None = None) -> None:
         self.rv = 1
         self.history_limit = history_limit
+        # Watch history by time too: etcd compacts every 5 minutes by default (kube-apiserver
+        # --etcd-compaction-interval), so a watch from a resourceVersion older than that is 410 Gone.
+        self.history_window_s = history_window_s
+        self._recorded_at: deque[float] = deque()
         self.history: deque[WatchEvent] = deque()
         # Events with rv <= floor are forgotten: a watch or continue token from before it gets 410 Gone.
         self.floor = 0
@@ -255,8 +326,11 @@ class ObjectStore:
     def _record(self, rt: ResourceType, type_: str, obj: Obj) -> None:
         event = WatchEvent(int(obj["metadata"]["resourceVersion"]), rt, type_, obj)
         self.history.append(event)
+        self._recorded_at.append(time.monotonic())
         while len(self.history) > self.history_limit:
             self.floor = self.history.popleft().rv
+            self._recorded_at.popleft()
+        self.compact()
         for sub in list(self.subscriptions):
             if sub.rt.plural == rt.plural and (sub.namespace is None or sub.namespace == _ns_of(obj)):
                 sub.queue.put_nowait(event)
@@ -351,6 +425,13 @@ class ObjectStore:
             )
         meta["uid"] = old_meta["uid"]
         meta["creationTimestamp"] = old_meta["creationTimestamp"]
+        # Clients cannot set or clear a deletion by writing the object (apiserver ValidateObjectMetaUpdate keeps
+        # deletionTimestamp immutable): only DELETE does. Test helpers (check_rv=False) may set it, never clear it.
+        for system in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+            if system in old_meta and (check_rv or system not in meta):
+                meta[system] = old_meta[system]
+            elif check_rv:
+                meta.pop(system, None)
         if rt.plural in _GENERATION_TYPES:
             gen = int(old_meta.get("generation", 1))
             meta["generation"] = gen + 1 if obj.get("spec") != old.get("spec") else gen
@@ -358,6 +439,23 @@ class ObjectStore:
             meta["resourceVersion"] = old_meta["resourceVersion"]
             return obj
         meta["resourceVersion"] = str(self._next_rv())
+        self._objects[rt.plural][key] = obj
+        self._record(rt, "MODIFIED", obj)
+        return copy.deepcopy(obj)
+
+    def mark_deleting(
+        self, rt: ResourceType, namespace: str | None, name: str, deadline: datetime, grace_s: int
+    ) -> Obj:
+        """Graceful deletion: set metadata.deletionTimestamp (when the grace period ends) and
+        deletionGracePeriodSeconds, as a MODIFIED change; the object stays until it is deleted for good."""
+        key = (namespace or "", name)
+        old = self._objects[rt.plural].get(key)
+        if old is None:
+            raise not_found(rt, name)
+        obj = copy.deepcopy(old)
+        obj["metadata"]["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+        obj["metadata"]["deletionGracePeriodSeconds"] = grace_s
+        obj["metadata"]["resourceVersion"] = str(self._next_rv())
         self._objects[rt.plural][key] = obj
         self._record(rt, "MODIFIED", obj)
         return copy.deepcopy(obj)
@@ -378,9 +476,19 @@ class ObjectStore:
 
     # -- watch plumbing --
 
+    def compact(self) -> None:
+        """Forget events older than the history window (by time)."""
+        if self.history_window_s is None:
+            return
+        horizon = time.monotonic() - self.history_window_s
+        while self._recorded_at and self._recorded_at[0] < horizon:
+            self._recorded_at.popleft()
+            self.floor = self.history.popleft().rv
+
     def expire_history(self) -> None:
         """Forget every past event: watches and continue tokens from before now get 410 Gone."""
         self.history.clear()
+        self._recorded_at.clear()
         self.floor = self.rv
 
     def subscribe(self, rt: ResourceType, namespace: str | None, since: int | None) -> tuple[Subscription, list[Any]]:
@@ -392,6 +500,7 @@ class ObjectStore:
                 WatchEvent(int(o["metadata"]["resourceVersion"]), rt, "ADDED", o) for o in self.items(rt, namespace)
             ]
         else:
+            self.compact()
             if since < self.floor:
                 raise ApiError(410, "Expired", f"too old resource version: {since} ({self.floor + 1})")
             backlog = [

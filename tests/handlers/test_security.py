@@ -149,7 +149,7 @@ async def test_approve_click_decides_and_updates_the_message(world: World, endpo
     await endpoint.post(body, signed_headers(body))
     await eventually(lambda: world.slack.calls_to("chat.update"))
     assert await world.flows.run_executor_once() == 1
-    assert world.sim.get("Pod", "shop", pod) is None
+    assert world.sim.terminating("shop", pod)  # deleted: Terminating for its grace period
     message = world.slack.find("C0ALERTS", str(posted["ts"]))
     assert message is not None and "approved" in message.text
     assert all(b.get("type") != "actions" for b in message.blocks)

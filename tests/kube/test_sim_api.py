@@ -182,6 +182,8 @@ async def test_delete_dry_run_and_replacement_pod(sim: SimCluster, api: k8s.ApiC
     assert sim.resource_version == rv
     assert sim.get("Pod", "shop", name) is not None
     await core.delete_namespaced_pod(name, "shop")
+    assert sim.terminating("shop", name)
+    sim.finish_deletion("shop", name)
     remaining = sim.list("Pod", "shop")
     assert len(remaining) == 1
     assert remaining[0]["metadata"]["name"] != name
@@ -258,7 +260,10 @@ async def test_bounded_history_expires_by_itself() -> None:
             small.put(o.pod(f"p{i}", "ns"))
         headers = {"Authorization": f"Bearer {small.token}"}
         url = f"{small.url}/api/v1/pods?watch=1&resourceVersion={old}"
-        async with aiohttp.ClientSession(headers=headers) as session, session.get(url) as resp:
+        async with (
+            aiohttp.ClientSession(headers=headers) as session,
+            session.get(url, ssl=small.client_ssl_context()) as resp,
+        ):
             event = json.loads(await resp.content.readline())
         assert event["object"]["code"] == 410
     finally:
@@ -268,10 +273,11 @@ async def test_bounded_history_expires_by_itself() -> None:
 async def test_token_required(sim: SimCluster) -> None:
     """Requests without the configured Bearer token get 401 Unauthorized."""
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{sim.url}/api/v1/pods") as resp:
+        async with session.get(f"{sim.url}/api/v1/pods", ssl=sim.client_ssl_context()) as resp:
             assert resp.status == 401
             assert (await resp.json())["reason"] == "Unauthorized"
-        async with session.get(f"{sim.url}/api/v1/pods", headers={"Authorization": "Bearer wrong"}) as resp:
+        wrong = {"Authorization": "Bearer wrong"}
+        async with session.get(f"{sim.url}/api/v1/pods", headers=wrong, ssl=sim.client_ssl_context()) as resp:
             assert resp.status == 401
 
 

@@ -53,14 +53,27 @@ async def test_delete_pod_dry_run_changes_nothing(sim: SimCluster, actions: Kube
 
 
 async def test_delete_controlled_pod(sim: SimCluster, actions: KubeActions) -> None:
-    """A real delete removes the pod; its ReplicaSet makes a replacement."""
+    """A real delete starts the pod's graceful termination; its ReplicaSet makes a replacement at once."""
     pod = controlled_pod(sim)
 
     result = await actions.delete_pod(NS, pod, dry_run=False)
 
     assert result.ok and result.changed and not result.dry_run
-    assert sim.get("Pod", NS, pod) is None
-    assert len(sim.list("Pod", NS)) == 1  # the replacement
+    assert sim.terminating(NS, pod)
+    assert len(sim.list("Pod", NS)) == 2  # the Terminating one and the replacement
+    assert sim.finish_deletion(NS, pod) is not None  # its kubelet confirms
+    assert len(sim.list("Pod", NS)) == 1
+
+
+async def test_terminating_pod_is_not_deleted_again(sim: SimCluster, actions: KubeActions) -> None:
+    """A pod already Terminating (deleted, waiting for its grace period) is left alone, with a clear message."""
+    pod = controlled_pod(sim)
+    sim.delete("Pod", NS, pod, grace_period_s=None)
+    assert sim.terminating(NS, pod)
+    deletes = sum(1 for m, _ in sim.requests if m == "DELETE")
+    result = await actions.delete_pod(NS, pod, dry_run=False)
+    assert result.ok and not result.changed and "already being deleted" in result.message
+    assert sum(1 for m, _ in sim.requests if m == "DELETE") == deletes
 
 
 async def test_bare_pod_refused(sim: SimCluster, actions: KubeActions) -> None:
@@ -370,3 +383,103 @@ async def test_delete_of_a_terminating_pod_does_nothing(sim: SimCluster, actions
     assert result.ok and not result.changed
     assert "already being deleted (Terminating since 2026-11-30 03:00:00 UTC)" in result.message
     assert not any(m == "DELETE" for m, _ in sim.requests)
+
+
+# ---- secrets the bot does not own (issue 13, point 7) ----
+
+
+def external_secret_owner(ns: str = NS) -> dict[str, Any]:
+    """An ownerReferences entry as External Secrets' controller writes it on the Secrets it manages."""
+    return {
+        "apiVersion": "external-secrets.io/v1beta1",
+        "kind": "ExternalSecret",
+        "name": "registry-creds",
+        "uid": "5d0c8f6e-0000-4000-8000-000000000001",
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def foreign_secret(name: str, username: str, ns: str = NS, **meta: Any) -> dict[str, Any]:
+    secret = o.docker_config_secret(name, ns, {"ghcr.io": {"username": username, "password": "p"}})
+    secret["metadata"].update(meta)
+    return secret
+
+
+async def test_upsert_patches_data_and_keeps_what_it_does_not_own(sim: SimCluster, actions: KubeActions) -> None:
+    """Replacing a credential sends a patch of `data` only: owners, finalizers, labels, annotations stay."""
+    helm_owner = {**external_secret_owner(), "kind": "ConfigMap", "name": "bundle", "controller": False}
+    sim.put(
+        foreign_secret(
+            "creds",
+            "old",
+            ownerReferences=[helm_owner],
+            finalizers=["example.com/keep"],
+            labels={"team": "payments", "app.kubernetes.io/managed-by": "Helm"},
+            annotations={"meta.helm.sh/release-name": "pay"},
+        )
+    )
+    before = sim.get("Secret", NS, "creds")
+    assert before is not None
+
+    result = await actions.upsert_pull_secret(NS, "creds", "ghcr.io", "new", "p2", dry_run=False)
+
+    assert result.ok and result.changed, result.message
+    after = sim.get("Secret", NS, "creds")
+    assert after is not None
+    assert secret_creds(sim, "creds", "ghcr.io").username == "new"
+    for key in ("ownerReferences", "finalizers", "labels", "annotations", "uid"):
+        assert after["metadata"][key] == before["metadata"][key], key
+    writes = [m for m, p in sim.requests if p.startswith(f"/api/v1/namespaces/{NS}/secrets/creds") and m != "GET"]
+    assert writes == ["PATCH"]
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+async def test_upsert_refuses_a_controller_owned_secret(sim: SimCluster, actions: KubeActions, dry_run: bool) -> None:
+    """A Secret an ExternalSecret controls is refused, naming the owner; nothing is written."""
+    sim.put(foreign_secret("creds", "old", ownerReferences=[external_secret_owner()]))
+    rv = sim.resource_version
+
+    result = await actions.upsert_pull_secret(NS, "creds", "ghcr.io", "new", "p2", dry_run=dry_run)
+
+    assert not result.ok
+    assert "ExternalSecret registry-creds" in result.message and "nothing was changed" in result.message
+    assert sim.resource_version == rv
+    assert secret_creds(sim, "creds", "ghcr.io").username == "old"
+
+
+async def test_upsert_refuses_an_immutable_secret(sim: SimCluster, actions: KubeActions) -> None:
+    """An immutable Secret gets a clear refusal, not "HTTP 422; try again"."""
+    secret = foreign_secret("creds", "old")
+    secret["immutable"] = True
+    sim.put(secret)
+
+    result = await actions.upsert_pull_secret(NS, "creds", "ghcr.io", "new", "p2", dry_run=False)
+
+    assert not result.ok
+    assert "immutable" in result.message and "try again" not in result.message
+    assert secret_creds(sim, "creds", "ghcr.io").username == "old"
+
+
+async def test_copy_over_a_target_keeps_its_metadata_and_refuses_a_sealed_one(
+    sim: SimCluster, actions: KubeActions
+) -> None:
+    """Overwriting a copy patches its data only; a SealedSecret-controlled target is refused naming it."""
+    sim.put(foreign_secret("creds", "new", "ci"))
+    sim.put(foreign_secret("creds", "old", finalizers=["example.com/keep"], labels={"team": "payments"}))
+    sealed_owner = {**external_secret_owner(), "apiVersion": "bitnami.com/v1alpha1", "kind": "SealedSecret"}
+    sealed_owner["name"] = "sealed-creds"
+    sim.put(foreign_secret("sealed", "old", ownerReferences=[sealed_owner]))
+
+    result = await actions.copy_secret("ci", "creds", NS, "creds", dry_run=False)
+    assert result.ok and result.changed, result.message
+    after = sim.get("Secret", NS, "creds")
+    assert after is not None
+    assert after["metadata"]["finalizers"] == ["example.com/keep"]
+    assert after["metadata"]["labels"] == {"team": "payments"}
+    assert after["metadata"]["annotations"][COPIED_FROM_ANNOTATION] == "ci/creds"
+    assert secret_creds(sim, "creds", "ghcr.io").username == "new"
+
+    refused = await actions.copy_secret("ci", "creds", NS, "sealed", dry_run=False)
+    assert not refused.ok and "SealedSecret sealed-creds" in refused.message
+    assert secret_creds(sim, "sealed", "ghcr.io").username == "old"
