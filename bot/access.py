@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.model import Proposal, ProposalStatus
+from bot.model import ActionKind, Proposal, ProposalStatus
 
 OPEN_ACTIONS: frozenset[str] = frozenset({"rediagnose", "diagnose", "scan", "status", "help", "propose"})
 EVERYONE = "*"
@@ -100,8 +100,15 @@ class AccessPolicy:
         if proposal.expires_at <= now:
             return Decision(False, "refused: the proposal has expired")
         action = proposal.action.value
+        principals = tuple(principals)
         if not self.allows(principals, proposal.cluster, proposal.namespace, action):
             return Decision(False, f"refused: no grant for {action} in {proposal.cluster}/{proposal.namespace}")
+        source = copy_source_namespace(proposal)
+        if source is not None and not self.allows(principals, proposal.cluster, source, action):
+            return Decision(
+                False,
+                f"refused: no grant for {action} in {proposal.cluster}/{source} (the secret is copied from there)",
+            )
         if self.two_person_rule and approver == proposal.requested_by:
             return Decision(False, "refused: two-person rule, the requester cannot approve their own proposal")
         return Decision(True, "approved")
@@ -116,3 +123,15 @@ class AccessPolicy:
             return Decision(True, "rejected")
         action = proposal.action.value
         return Decision(False, f"refused: no grant for {action} in {proposal.cluster}/{proposal.namespace}")
+
+
+def copy_source_namespace(proposal: Proposal) -> str | None:
+    """The namespace a recreate-secret copies from (its `from` parameter), or None for other proposals.
+
+    Copying takes a secret out of that namespace, so approving it needs the grant there as well as in the target
+    namespace; an unreadable `from` gives a name no grant can match.
+    """
+    if proposal.action is not ActionKind.RECREATE_SECRET or proposal.params.get("mode") != "copy":
+        return None
+    namespace, slash, _ = proposal.params.get("from", "").partition("/")
+    return namespace if slash and namespace else "\0invalid"

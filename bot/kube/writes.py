@@ -43,6 +43,7 @@ _HOST_RE = re.compile(
 )
 # What users paste as a registry server: an optional scheme, host[:port], an optional plain path ("/v1/").
 _SERVER_RE = re.compile(r"(?i:https?://)?[A-Za-z0-9.\[\]:-]{1,260}(/[A-Za-z0-9._/-]{0,200})?", re.ASCII)
+COPYABLE_TYPES = frozenset({DOCKERCONFIGJSON_TYPE, "kubernetes.io/dockercfg"})
 COPIED_FROM_ANNOTATION = "imagepull-doctor/copied-from"
 _CONFLICT_ATTEMPTS = 3
 
@@ -310,6 +311,12 @@ class KubeActions:
         source = await self._read_secret(src_ns, src)
         if source is None:
             raise _Refused(f"secret {src_ns}/{src} does not exist; nothing was copied")
+        if source.type not in COPYABLE_TYPES:
+            # Only pull secrets are ever copied: the bot's RBAC reads every Secret, a user's grant does not.
+            raise _Refused(
+                f"secret {src_ns}/{src} is not a pull secret (type {source.type or 'unknown'}); only"
+                f" {' and '.join(sorted(COPYABLE_TYPES))} secrets are copied; nothing was copied"
+            )
         data = dict(source.data or {})
         for _ in range(_CONFLICT_ATTEMPTS):
             target = await self._read_secret(dst_ns, dst)
