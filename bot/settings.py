@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -42,6 +43,18 @@ class RegistrySettings(BaseModel):
     no_probe_registries: list[str] = Field(default_factory=list)
     insecure_registries: list[str] = Field(default_factory=list)  # plain HTTP hosts
     ca_file: Path | None = None
+    # SSRF guard (bot.registry.netguard): probes, redirects and token realms reach public addresses only, plus these
+    # CIDR ranges (e.g. "10.0.0.0/8" for an in-cluster registry) and these hosts (host or host:port), whatever
+    # their address. Default: loopback, link-local (metadata endpoints) and private ranges are denied.
+    allow_networks: list[str] = Field(default_factory=list)
+    allow_registries: list[str] = Field(default_factory=list)
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for network in v:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad range
+        return v
 
 
 class HASettings(BaseModel):

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import aiohttp
 
 from bot.model import ProbeOutcome
+from bot.registry.netguard import BlockedAddress
 
 DETAIL_MAX = 300
 _REDACTED = "<redacted>"
@@ -58,7 +59,9 @@ def _os_error(exc: BaseException) -> OSError | None:
 
 
 def outcome_for_exception(exc: BaseException) -> tuple[ProbeOutcome, str]:
-    """Classify a failure to talk to the registry: DNS, refused, timeout, TLS or other."""
+    """Classify a failure to talk to the registry: denied address, DNS, refused, timeout, TLS or other."""
+    if _blocked(exc):
+        return ProbeOutcome.ERROR, BLOCKED_DETAIL
     if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
         return ProbeOutcome.DNS, "the registry host name does not resolve"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -83,6 +86,26 @@ def outcome_for_exception(exc: BaseException) -> tuple[ProbeOutcome, str]:
     if isinstance(exc, aiohttp.ClientResponseError):
         return ProbeOutcome.ERROR, f"bad HTTP answer: {exc.message}"[:DETAIL_MAX]
     return ProbeOutcome.ERROR, f"{type(exc).__name__}"
+
+
+BLOCKED_DETAIL = (
+    "not probed: the registry (or its redirect or token realm) is in a denied network range"
+    " (settings registry.allow_networks / registry.allow_registries)"
+)
+
+
+def _blocked(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BlockedAddress):
+            return True
+        os_error = getattr(current, "os_error", None)
+        if isinstance(os_error, BlockedAddress):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _cert_reason(exc: aiohttp.ClientConnectorCertificateError) -> str:

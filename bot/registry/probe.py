@@ -27,7 +27,7 @@ from yarl import URL
 from bot import imageref
 from bot.imageref import ImageRef
 from bot.model import Credentials, ProbeOutcome, ProbeResult
-from bot.registry import auth, errors
+from bot.registry import auth, errors, netguard
 from bot.registry.cache import CoalescingCache
 from bot.registry.tags import nearest_tags
 from bot.settings import RegistrySettings
@@ -45,6 +45,8 @@ MANIFEST_ACCEPT = ", ".join(sorted(INDEX_TYPES | MANIFEST_TYPES))
 TAG_PAGES_MAX = 10
 TAGS_MAX = 10_000
 BODY_MAX = 4 * 1024 * 1024
+MAX_REDIRECTS = 5
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NEXT_LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
@@ -108,7 +110,9 @@ class _Conversation:
         credentials: Credentials | None,
         ssl_context: ssl.SSLContext | None,
         state: _State,
+        policy: netguard.NetworkPolicy,
     ) -> None:
+        self.policy = policy
         self.session = session
         self.base = base
         self.repository = repository
@@ -130,18 +134,32 @@ class _Conversation:
         return answer
 
     async def send(self, method: str, url: URL, accept: str | None) -> _Answer:
-        """Send one request with the current authorization, as it is."""
+        """Send one request with the current authorization; follow same-origin redirects only (see netguard)."""
         headers = {"User-Agent": "imagepull-doctor"}
         if accept:
             headers["Accept"] = accept
         if self.authorization:
             headers["Authorization"] = self.authorization
-        async with self.session.request(
-            method, url, headers=headers, ssl=self._ssl_for(url), allow_redirects=True
-        ) as resp:
-            body = b"" if method == "HEAD" else await resp.content.read(BODY_MAX)
-            self._note_rate_limit(resp.headers)
-            return _Answer(resp.status, resp.headers, body)
+        for _ in range(MAX_REDIRECTS + 1):
+            self.policy.check_url(url)
+            async with self.session.request(
+                method, url, headers=headers, ssl=self._ssl_for(url), allow_redirects=False
+            ) as resp:
+                location = resp.headers.get("Location")
+                if resp.status in REDIRECTS and location:
+                    target = netguard.same_origin_redirect(url, location)
+                    if target is None:
+                        raise _Stop(
+                            ProbeOutcome.ERROR,
+                            resp.status,
+                            f"the registry redirected ({resp.status}) to another host or scheme; not followed",
+                        )
+                    url = target
+                    continue
+                body = b"" if method == "HEAD" else await resp.content.read(BODY_MAX)
+                self._note_rate_limit(resp.headers)
+                return _Answer(resp.status, resp.headers, body)
+        raise _Stop(ProbeOutcome.ERROR, None, "too many redirects")
 
     def _ssl_for(self, url: URL) -> ssl.SSLContext | bool:
         return self.ssl_context if url.scheme == "https" and self.ssl_context is not None else True
@@ -178,7 +196,8 @@ class _Conversation:
             self.state.used_credentials = True
         url = realm.update_query(auth.token_query(challenge, self.repository))
         step, self.state.step = self.state.step, "token"
-        async with self.session.get(url, headers=headers, ssl=self._ssl_for(url)) as resp:
+        self.policy.check_url(url)
+        async with self.session.get(url, headers=headers, ssl=self._ssl_for(url), allow_redirects=False) as resp:
             body = await resp.content.read(BODY_MAX)
             self._note_rate_limit(resp.headers)
             if resp.status != 200:
@@ -209,6 +228,7 @@ class RegistryProber:
         self._cache: CoalescingCache[tuple[str, str, str, str], ProbeResult] = CoalescingCache(settings.cache_ttl_s)
         self._insecure = frozenset(imageref.registry_key(h) for h in settings.insecure_registries)
         self._no_probe = frozenset(imageref.registry_key(h) for h in settings.no_probe_registries)
+        self._policy = netguard.NetworkPolicy(settings.allow_networks, settings.allow_registries)
         self._ssl_context: ssl.SSLContext | None = None
         if settings.ca_file is not None:
             self._ssl_context = ssl.create_default_context()
@@ -242,7 +262,7 @@ class RegistryProber:
     def _session_for_use(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit_per_host=8),
+                connector=aiohttp.TCPConnector(limit_per_host=8, resolver=self._policy.resolver()),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.settings.probe_budget_s),
             )
         return self._session
@@ -306,7 +326,9 @@ class RegistryProber:
     ) -> None:
         base = self._base_url(ref.registry)
         ssl_context = self._ssl_context if base.scheme == "https" else None
-        talk = _Conversation(self._session_for_use(), base, ref.repository, credentials, ssl_context, state)
+        talk = _Conversation(
+            self._session_for_use(), base, ref.repository, credentials, ssl_context, state, self._policy
+        )
         await self._ping(talk)
         await self._manifest(talk, ref, node_platform)
         if state.outcome == ProbeOutcome.MANIFEST_UNKNOWN and ref.digest is None:
