@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import json
+import re
 import socket
 import ssl
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 
@@ -120,9 +123,35 @@ def _ssl_reason(exc: BaseException) -> str:
     return str(reason)[:120]
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` without any of `secrets` (credential values, tokens), shortened to DETAIL_MAX."""
+def secret_forms(secrets: Iterable[str]) -> list[str]:
+    """Every encoding a credential may come back in: as is, base64 (alone and of `user:password` pairs, which the
+    caller passes as a whole), URL- and form-encoded, JSON-escaped; longest first so that no part of a longer
+    form survives the replacement of a shorter one."""
+    forms: set[str] = set()
     for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, _REDACTED)
-    return text[:DETAIL_MAX]
+        if not secret or len(secret) < 3:
+            continue
+        for value in (secret, secret.removeprefix("Basic ").removeprefix("Bearer ")):
+            forms.update(
+                {
+                    value,
+                    base64.b64encode(value.encode()).decode("ascii"),
+                    base64.urlsafe_b64encode(value.encode()).decode("ascii"),
+                    base64.b64encode(value.encode()).decode("ascii").rstrip("="),
+                    quote(value, safe=""),
+                    quote_plus(value),
+                    quote(value),
+                    json.dumps(value)[1:-1],
+                }
+            )
+    return sorted((f for f in forms if len(f) >= 3), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str], limit: int = DETAIL_MAX) -> str:
+    """`text` without any of `secrets` in any encoding or letter case, THEN shortened to `limit`.
+
+    Scrubbing comes before the cut: a cut first could leave the start of a credential that no longer matches.
+    """
+    for form in secret_forms(secrets):
+        text = re.sub(re.escape(form), _REDACTED, text, flags=re.IGNORECASE)
+    return text[:limit]

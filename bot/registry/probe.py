@@ -161,6 +161,12 @@ class _Conversation:
                 return _Answer(resp.status, resp.headers, body)
         raise _Stop(ProbeOutcome.ERROR, None, "too many redirects")
 
+    def error_of(self, body: bytes) -> tuple[str | None, str]:
+        """The error code and message of an answer's body, scrubbed of the credentials in every encoding first
+        (a registry may echo them; the plain-text start is cut to 120 characters only after scrubbing)."""
+        text = errors.scrub(body.decode("utf-8", "replace"), self.state.secrets, limit=len(body) + 1)
+        return errors.parse_error_body(text)
+
     def _ssl_for(self, url: URL) -> ssl.SSLContext | bool:
         return self.ssl_context if url.scheme == "https" and self.ssl_context is not None else True
 
@@ -201,7 +207,7 @@ class _Conversation:
             body = await resp.content.read(BODY_MAX)
             self._note_rate_limit(resp.headers)
             if resp.status != 200:
-                code, message = errors.parse_error_body(body.decode("utf-8", "replace"))
+                code, message = self.error_of(body)
                 outcome = errors.outcome_for_status(resp.status, code)
                 text = f"token endpoint answered {resp.status}" + (
                     f": {code or ''} {message}".rstrip() if message else ""
@@ -342,7 +348,7 @@ class RegistryProber:
             if challenge is not None:
                 await talk.authenticate(challenge)
         elif answer.status >= 300:
-            code, message = errors.parse_error_body(answer.body.decode("utf-8", "replace"))
+            code, message = talk.error_of(answer.body)
             outcome = errors.outcome_for_status(answer.status, code)
             if outcome in (ProbeOutcome.MANIFEST_UNKNOWN, ProbeOutcome.NAME_UNKNOWN):
                 outcome = ProbeOutcome.ERROR
@@ -366,7 +372,7 @@ class RegistryProber:
         state.http_status = answer.status
         code, message = (None, "")
         if answer.status >= 300 and answer.body:
-            code, message = errors.parse_error_body(answer.body.decode("utf-8", "replace"))
+            code, message = talk.error_of(answer.body)
         state.outcome = errors.outcome_for_status(answer.status, code)
         if state.outcome != ProbeOutcome.OK:
             state.detail = f"{code}: {message}" if code else (message or f"HTTP {answer.status}")
@@ -383,7 +389,7 @@ class RegistryProber:
             answer = await talk.request("GET", url)
             pages += 1
             if answer.status != 200:
-                code, message = errors.parse_error_body(answer.body.decode("utf-8", "replace"))
+                code, message = talk.error_of(answer.body)
                 if answer.status == 404 and code == "NAME_UNKNOWN":
                     state.outcome = ProbeOutcome.NAME_UNKNOWN
                     state.detail = f"{code}: {message}"
