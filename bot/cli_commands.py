@@ -73,15 +73,40 @@ async def audit_verify(settings: Settings) -> int:
     """Check the audit hash chain; exit 1 when broken."""
     from bot.store.store import Store
 
-    store = await Store.open(settings.database_url)
+    store = await Store.open(settings.database_url, audit_key=settings.audit.key)
     try:
         result = await store.verify_audit()
     finally:
         await store.close()
+    if settings.audit.key is None:
+        print(
+            "imagepull-doctor: audit.hmac_key (IMAGEPULL_AUDIT__HMAC_KEY) is not set: an unkeyed chain can be"
+            " recomputed by anyone who can write to the database",
+            file=sys.stderr,
+        )
     if result.ok:
         print(f"audit log intact: {result.checked} rows verified")
         return 0
     print(f"audit log BROKEN at row {result.first_bad_id}: {result.reason} ({result.checked} rows checked)")
+    return 1
+
+
+async def audit_adopt(settings: Settings) -> int:
+    """Sign the head of an unkeyed chain (written before the key was set) after verifying it; exit 1 if broken."""
+    from bot.store.store import Store
+
+    if settings.audit.key is None:
+        print("imagepull-doctor: setting audit.hmac_key (IMAGEPULL_AUDIT__HMAC_KEY) is required", file=sys.stderr)
+        return 2
+    store = await Store.open(settings.database_url, audit_key=settings.audit.key)
+    try:
+        result = await store.adopt_unkeyed_audit()
+    finally:
+        await store.close()
+    if result.ok:
+        print(f"audit chain head signed: {result.checked} unkeyed rows verified and adopted")
+        return 0
+    print(f"audit log BROKEN at row {result.first_bad_id}: {result.reason}; nothing was signed")
     return 1
 
 

@@ -102,6 +102,21 @@ class AccessSettings(BaseModel):
     proposal_ttl_s: float = 1800.0
 
 
+class AuditSettings(BaseModel):
+    """The audit chain's HMAC key (docs/SECURITY.md): from a Kubernetes Secret, never stored in the database.
+
+    Without a key the chain is plain SHA-256, which anyone who can write to the database can recompute."""
+
+    hmac_key: SecretStr | None = None
+
+    @property
+    def key(self) -> bytes | None:
+        """The key as bytes, or None when unset."""
+        if self.hmac_key is None or not self.hmac_key.get_secret_value():
+            return None
+        return self.hmac_key.get_secret_value().encode("utf-8")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="IMAGEPULL_",
@@ -123,6 +138,7 @@ class Settings(BaseSettings):
     access: AccessSettings = Field(default_factory=AccessSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("database_url")
     @classmethod

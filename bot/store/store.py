@@ -34,19 +34,20 @@ from bot.store.proposals_repo import ProposalsRepo, proposal_target
 class Store:
     """Async access to the bot's tables; every public method is one transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, audit_key: bytes | None = None) -> None:
         self._db = Database(engine)
         self.dialect: str = self._db.dialect
-        self.audit = AuditRepo(self._db)
+        self.audit = AuditRepo(self._db, audit_key)
         self.proposals = ProposalsRepo(self._db, self.audit)
         self.threads = SlackThreadsRepo(self._db)
         self.outbox = OutboxRepo(self._db, self.threads)
         self.incidents = IncidentsRepo(self._db, self.outbox)
 
     @classmethod
-    async def open(cls, url: str, *, echo: bool = False) -> Store:
-        """Connect to `url` (runs no migration; raises if the database cannot be reached)."""
-        store = cls(make_engine(url, echo=echo))
+    async def open(cls, url: str, *, echo: bool = False, audit_key: bytes | None = None) -> Store:
+        """Connect to `url` (runs no migration; raises if the database cannot be reached); `audit_key` keys the audit
+        chain (HMAC-SHA256, see `bot.store.audit`)."""
+        store = cls(make_engine(url, echo=echo), audit_key=audit_key)
         try:
             await store._db.check()
         except BaseException:
@@ -168,6 +169,10 @@ class Store:
     async def list_audit(self, since: datetime | None = None, limit: int = 100) -> list[AuditRecord]:
         """Audit rows in id order: the first `limit` at or after `since`, or (without `since`) the newest `limit`."""
         return await self.audit.list_audit(since, limit)
+
+    async def adopt_unkeyed_audit(self) -> AuditVerification:
+        """Sign the head of an audit chain written before the HMAC key was set, once it verifies (operator's step)."""
+        return await self.audit.adopt_unkeyed()
 
     async def verify_audit(self) -> AuditVerification:
         """Walk the whole chain in one consistent snapshot and report the first edited, deleted or reordered row."""

@@ -17,6 +17,7 @@ from bot.kube.client import load_api_client
 from bot.registry.probe import RegistryProber
 from bot.settings import Settings
 from bot.slack.bolt_app import build_app, http_routes
+from bot.store.store import Store
 from handlers import register_all
 from testkit.loopback import serve_on_loopback
 from tests.handlers.conftest import SlackEndpoint, World, endpoint, sqlite_template, world
@@ -31,11 +32,14 @@ def grant(w: World, grants: Mapping[str, Sequence[str]], *, two_person: bool = F
     w.flows.ctx.policy = policy
 
 
-async def rebuild(w: World, settings: Settings) -> Flows:
-    """Give the world's bot new settings (a new Flows on the same store, API server and Slack)."""
+async def rebuild(w: World, settings: Settings, *, store: Store | None = None) -> Flows:
+    """Give the world's bot new settings (a new Flows on the same or the given store, API server and Slack)."""
     api = await load_api_client(settings.kube)
     prober = RegistryProber(settings.registry)
     w._closers += [prober.close, api.close]
+    if store is not None:
+        w._closers.append(store.close)
+        w.store = store
     flows = Flows(settings=settings, store=w.store, api=api, prober=prober, slack=w.client, identity="prod-1")
     w.flows = flows
     return flows
