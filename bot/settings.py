@@ -100,6 +100,9 @@ class AccessSettings(BaseModel):
     grants: dict[str, list[str]] = Field(default_factory=dict)
     two_person_rule: bool = False
     proposal_ttl_s: float = 1800.0
+    # An approved fix (or a forwarded request) that no executor claimed within this time expires instead of running
+    # later against a world that changed since (docs/SECURITY.md).
+    approved_ttl_s: float = 900.0
 
 
 class AuditSettings(BaseModel):

@@ -20,6 +20,16 @@ _FIX_ACTIONS = {
 }
 
 
+# The kind of object each fix changes: its uid and resourceVersion are recorded with the proposal ("pin_uid",
+# "pin_rv") and must still be the same when it runs (bot.flows.executor), so that an approval never acts on another
+# object of the same name, nor on one that changed since.
+PINNED_KIND = {
+    ActionKind.DELETE_POD: "pod",
+    ActionKind.LINK_SECRET: "serviceaccount",
+    ActionKind.RECREATE_SECRET: "secret",
+}
+
+
 class Proposals:
     """Fixes proposed on this bot's cluster, dry-run first and stored pending with their approval message."""
 
@@ -66,6 +76,7 @@ class Proposals:
         threaded = incident is not None and bool(incident.channel)
         params = {
             **params,
+            **await self.kube.pin(PINNED_KIND[action], namespace, name),
             "channel": incident.channel if incident is not None and threaded else where.channel,
             "threaded": "yes" if threaded else "no",
             "dry_run": truncate(dry.message, 400),

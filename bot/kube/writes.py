@@ -133,11 +133,33 @@ class KubeActions:
 
     # ---- delete_pod ----
 
-    async def delete_pod(self, ns: str, pod: str, *, dry_run: bool) -> ActionResult:
-        """Delete a pod so its controller makes a fresh one; refuse for a bare pod (it would be gone for good)."""
-        return await self._run("delete_pod", dry_run, self._delete_pod(ns, pod, dry_run))
+    async def pin(self, kind: str, ns: str, name: str) -> dict[str, str]:
+        """The target's identity now, recorded in a proposal and checked before it runs: {"pin_uid", "pin_rv"}
+        ("absent" when it does not exist; {} when it cannot be read or the names are invalid)."""
+        readers = {
+            "pod": self._core.read_namespaced_pod,
+            "secret": self._core.read_namespaced_secret,
+            "serviceaccount": self._core.read_namespaced_service_account,
+        }
+        try:
+            _check_name("namespace", ns, label=True)
+            _check_name(f"{kind} name", name)
+            async with asyncio.timeout(self._timeout_s):
+                obj = await readers[kind](name, ns, _request_timeout=self._timeout_s)
+        except ApiException as exc:
+            return {"pin_uid": "absent", "pin_rv": "absent"} if exc.status == 404 else {}
+        except (_Refused, KeyError, OSError, TimeoutError, ValueError):
+            return {}
+        return {"pin_uid": str(obj.metadata.uid or ""), "pin_rv": str(obj.metadata.resource_version or "")}
 
-    async def _delete_pod(self, ns: str, pod: str, dry_run: bool) -> ActionResult:
+    async def delete_pod(self, ns: str, pod: str, *, dry_run: bool, uid: str | None = None) -> ActionResult:
+        """Delete a pod so its controller makes a fresh one; refuse for a bare pod (it would be gone for good).
+
+        `uid`: the pod the proposal was made for; another pod of the same name is never deleted (the uid is also
+        the API server's precondition of the delete)."""
+        return await self._run("delete_pod", dry_run, self._delete_pod(ns, pod, dry_run, uid))
+
+    async def _delete_pod(self, ns: str, pod: str, dry_run: bool, uid: str | None = None) -> ActionResult:
         _check_name("namespace", ns, label=True)
         _check_name("pod name", pod)
         try:
@@ -148,6 +170,10 @@ class KubeActions:
             if exc.status == 404:
                 raise _Refused(f"pod {ns}/{pod} does not exist (any more); nothing to delete") from None
             raise
+        if uid and obj.metadata.uid != uid:
+            raise _Refused(
+                f"pod {ns}/{pod} is not the pod the proposal was made for (it was replaced since); nothing was deleted"
+            )
         owner = controller_of(owner_refs(obj.metadata))
         if owner is None:
             raise _Refused(

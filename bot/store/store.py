@@ -156,9 +156,12 @@ class Store:
             proposal_id, expected, new, decided_by=decided_by, result=result, now=now, audit=audit
         )
 
-    async def expire_proposals(self, now: datetime | None = None, *, audit: bool = False) -> int:
-        """Mark pending proposals whose expiry has passed as expired; returns how many."""
-        return await self.proposals.expire_proposals(now, audit=audit)
+    async def expire_proposals(
+        self, now: datetime | None = None, *, audit: bool = False, approved_before: datetime | None = None
+    ) -> int:
+        """Mark pending proposals whose expiry has passed (and, with `approved_before`, approved ones nobody claimed
+        in time) as expired; returns how many."""
+        return await self.proposals.expire_proposals(now, audit=audit, approved_before=approved_before)
 
     # ---- audit (bot.store.audit_repo) ----
 
