@@ -10,6 +10,8 @@ import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+from pydantic import SecretStr
+
 from bot.runtime import run_bot
 from bot.settings import Settings
 
@@ -24,11 +26,22 @@ async def run(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.slack.mode == "http" and not _secret_set(settings.slack.signing_secret):
+        # Without it no request can be verified: refuse to start rather than act on forged requests.
+        print(
+            "imagepull-doctor: setting slack.signing_secret (IMAGEPULL_SLACK__SIGNING_SECRET) is required in http mode",
+            file=sys.stderr,
+        )
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return await run_bot(settings, stop=stop)
+
+
+def _secret_set(value: SecretStr | None) -> bool:
+    return value is not None and bool(value.get_secret_value())
 
 
 async def diagnose(settings: Settings, namespace: str, pod: str, *, as_json: bool) -> int:

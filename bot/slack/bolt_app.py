@@ -42,6 +42,9 @@ def build_app(
 ) -> AsyncApp:
     """A Bolt AsyncApp with the bot token (or `client`) and signing secret from `settings`; `register` adds handlers."""
     slack = settings.slack
+    if slack.mode == "http" and not _secret(slack.signing_secret):
+        # Bolt skips verification without a secret: every forged request would be acted on.
+        raise ValueError("HTTP mode needs slack.signing_secret (IMAGEPULL_SLACK__SIGNING_SECRET)")
     if client is None:
         client = AsyncWebClient(token=_secret(slack.bot_token) or None, base_url=slack.base_url)
     app = AsyncApp(
