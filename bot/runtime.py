@@ -123,4 +123,4 @@ async def _start_slack_app(
         return []
     assert slack.app_token is not None
     token = slack.app_token.get_secret_value()
-    return [asyncio.create_task(run_socket_mode(app, token), name="socket-mode")]
+    return [asyncio.create_task(run_socket_mode(app, token, flows.first_delivery), name="socket-mode")]

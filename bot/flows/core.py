@@ -184,6 +184,10 @@ class Flows:
                 return notice("This button opens a form.", ok=False)
         return await self.command(replace(cmd, cluster=incident.cluster), actor, where)
 
+    async def first_delivery(self, key: str, ttl_s: float) -> bool:
+        """Whether no replica handled this signed request or Socket Mode envelope yet (shared through SQL)."""
+        return await self.store.first_delivery(key, ttl_s)
+
     async def refuse_command(self, actor: Actor, reason: str) -> None:
         """Audit a command the parser refused (the reason never holds the refused text)."""
         actor = await self.ctx.named(actor)

@@ -29,6 +29,7 @@ from bot.store.engine import Database, make_engine, utcnow
 from bot.store.incidents_repo import IncidentsRepo, SlackThreadsRepo
 from bot.store.outbox_repo import OutboxRepo
 from bot.store.proposals_repo import ProposalsRepo, proposal_target
+from bot.store.seen_repo import SeenRequestsRepo
 
 
 class Store:
@@ -42,6 +43,7 @@ class Store:
         self.threads = SlackThreadsRepo(self._db)
         self.outbox = OutboxRepo(self._db, self.threads)
         self.incidents = IncidentsRepo(self._db, self.outbox)
+        self.seen = SeenRequestsRepo(self._db)
 
     @classmethod
     async def open(cls, url: str, *, echo: bool = False, audit_key: bytes | None = None) -> Store:
@@ -172,6 +174,10 @@ class Store:
     async def list_audit(self, since: datetime | None = None, limit: int = 100) -> list[AuditRecord]:
         """Audit rows in id order: the first `limit` at or after `since`, or (without `since`) the newest `limit`."""
         return await self.audit.list_audit(since, limit)
+
+    async def first_delivery(self, key: str, ttl_s: float) -> bool:
+        """Record a Slack request or envelope key; True unless any replica saw it within `ttl_s` (see seen_repo)."""
+        return await self.seen.first_time(key, ttl_s)
 
     async def adopt_unkeyed_audit(self) -> AuditVerification:
         """Sign the head of an audit chain written before the HMAC key was set, once it verifies (operator's step)."""

@@ -39,7 +39,7 @@ async def test_run_refuses_to_start_in_http_mode_without_a_signing_secret(tmp_pa
         cwd=tmp_path,
     )
     try:
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
     except TimeoutError:
         proc.kill()
         await proc.wait()
@@ -57,7 +57,7 @@ def test_the_app_cannot_be_built_without_a_signing_secret_in_http_mode() -> None
 
 async def test_an_unverified_request_gets_401_and_nothing_is_posted(world: World, endpoint: SlackEndpoint) -> None:
     body = command_body("delete-pod shop/web --cluster prod", channel="C0VICTIM")
-    status, text = await endpoint.post(body, signed_headers(body, secret="forged"))
+    status, _ = await endpoint.post(body, signed_headers(body, secret="forged"))
     assert status == 401
     await asyncio.sleep(0.2)
     assert world.slack.calls_to("chat.postEphemeral") == [] and world.slack.calls_to("chat.postMessage") == []
