@@ -127,7 +127,8 @@ class ReadCommands:
         for (ns, workload, image, cause), pods_of in sorted(groups.items())[:30]:
             n = len(pods_of)
             lines.append(
-                f"• {code(ns)} {code(workload)} image {code(image)}: {code(cause)}, {n} pod{'s' if n != 1 else ''}"
+                f"• {code(truncate(ns, 63))} {code(truncate(workload, 260))} image {code(truncate(image, 300))}:"
+                f" {code(cause)}, {n} pod{'s' if n != 1 else ''}"
             )
         if len(groups) > 30:
             lines.append(f"_…and {len(groups) - 30} more groups._")

@@ -20,6 +20,7 @@ from bot.diagnosis import catalogue
 from bot.model import ActionKind, Cause, Diagnosis, Evidence, FixCommand, Incident, IncidentScope, IncidentStatus
 
 MAX_BLOCKS = 50
+MAX_TEXT = 40_000  # a message's `text` (https://api.slack.com/methods/chat.postMessage#truncating)
 MAX_SECTION = 3000
 MAX_FIELD = 2000
 MAX_HEADER = 150
