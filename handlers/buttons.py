@@ -41,6 +41,7 @@ def register(app: Any, flows: FlowsPort) -> None:
         key = _value(action, "incident")
         kind = ActionKind(str(action["action_id"]).removeprefix(ACTION_PREFIX))
         if not isinstance(key, str) or not key:
+            await flows.refuse_command(actor, "malformed button: no incident")
             await answer(client, where, actor, notice("This button carries no incident.", ok=False))
             return
         await answer(client, where, actor, await flows.button(kind, key, actor, where))
@@ -50,6 +51,7 @@ def register(app: Any, flows: FlowsPort) -> None:
         actor, where = actor_of(body), where_of(body)
         key = _value(action, "incident")
         if not isinstance(key, str) or not key:
+            await flows.refuse_command(actor, "malformed button: no incident")
             await answer(client, where, actor, notice("This button carries no incident.", ok=False))
             return
         defaults = await flows.secret_defaults(key)
@@ -64,6 +66,7 @@ def register(app: Any, flows: FlowsPort) -> None:
         actor, where = actor_of(body), where_of(body)
         proposal_id = _value(action, "proposal")
         if not isinstance(proposal_id, int) or isinstance(proposal_id, bool):
+            await flows.refuse_command(actor, "malformed button: no proposal")
             await answer(client, where, actor, notice("This button carries no proposal.", ok=False))
             return
         if str(action["action_id"]).endswith("approve"):
