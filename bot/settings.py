@@ -99,6 +99,17 @@ class AccessSettings(BaseModel):
 
     grants: dict[str, list[str]] = Field(default_factory=dict)
     two_person_rule: bool = False
+
+    @field_validator("grants")
+    @classmethod
+    def _grants_parse(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        from bot.access import parse_grant  # pure; imported here so that a bad grant stops the settings loading
+
+        for entries in v.values():
+            for entry in entries:
+                parse_grant(entry)
+        return v
+
     proposal_ttl_s: float = 1800.0
     # An approved fix (or a forwarded request) that no executor claimed within this time expires instead of running
     # later against a world that changed since (docs/SECURITY.md).
