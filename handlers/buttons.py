@@ -56,6 +56,7 @@ def register(app: Any, flows: FlowsPort) -> None:
             return
         defaults = await flows.secret_defaults(key)
         if not defaults.namespace:
+            await flows.refuse_command(actor, "form button: unknown incident")
             await answer(client, where, actor, notice("This incident is no longer known to the bot.", ok=False))
             return
         build = recreate_secret_view if str(action["action_id"]).endswith("recreate_secret") else link_secret_view

@@ -189,6 +189,7 @@ class Flows:
         """A diagnosis button that needs no modal: re-diagnose, delete pod, snooze, mute."""
         incident = await self.store.get_incident(incident_key)
         if incident is None:
+            await self.refuse_command(actor, f"{kind.value} button: unknown incident")
             return notice("This incident is no longer known to the bot.", ok=False)
         match kind:
             case ActionKind.REDIAGNOSE:

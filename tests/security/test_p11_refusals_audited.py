@@ -47,7 +47,9 @@ async def test_every_refusal_leaves_an_audit_row(world: World, endpoint: SlackEn
     await _post(endpoint, submission(view, typed, OPS_MEMBER))
     broken = {**view, "private_metadata": "{not json"}
     await _post(endpoint, submission(broken, {"secret": "regcred"}, OPS_MEMBER))
-    refusals = await _refusals(world, 5)
+    await _post(endpoint, action_body("imagepull:snooze", json.dumps({"incident": "no-such-incident"}), ADMIN))
+    refusals = await _refusals(world, 6)
+    assert any("unknown incident" in r for r in refusals)
     assert any("no such proposal" in r for r in refusals)
     assert sum("malformed button" in r for r in refusals) == 2
     assert any("recreate-secret form: invalid" in r for r in refusals)
