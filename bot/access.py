@@ -1,10 +1,17 @@
 """Who may do what: grants from `AccessSettings` checked against a Slack user and the user groups they belong to.
 
 Pure: no I/O. A grant maps a principal (a Slack user id `U…`/`W…`, a user-group id `S…`, or `*` for everyone) to
-entries `"[cluster/]namespace:action"`; each part may be `*` or hold `*` wildcards, e.g. `"shop:delete_pod"`,
-`"*:snooze"`, `"prod/*:*"`. Actions are the `ActionKind` values (`delete_pod`, `recreate_secret`, `link_secret`,
-`snooze`, `mute`); a grant for a fix is the right to APPROVE (and so to run) it. Anyone may propose a fix, re-diagnose
-or read (`diagnose`, `scan`, `status`, `help`): proposing changes nothing until someone allowed approves.
+entries `"[cluster/]namespace:action"`, e.g. `"shop:delete_pod"`, `"*:snooze"`, `"prod/*:*"`. Each part is a shell
+glob over the WHOLE name: `*` matches any run of characters, including none and `-`, so `prod*` covers `prod`,
+`prod-eu` and `production` alike; write `prod` and `prod-*` for "prod and its family" only. Names are lowercase
+Kubernetes names; a grant with other characters is refused when the settings load (docs/SECURITY.md).
+
+Actions are the `ActionKind` values (`delete_pod`, `recreate_secret`, `link_secret`, `snooze`, `mute`) and `read`;
+a grant for a fix is the right to APPROVE (and so to run) it, and to test typed credentials in the form; copying a
+secret needs the grant on the source namespace too. Anyone may propose a fix, re-diagnose or read (`diagnose`,
+`scan`, `status`, `help`) in the namespaces the bot watches: proposing changes nothing until someone allowed
+approves, and what is read there is what the bot posts in its threads anyway. Reading a namespace the bot does not
+watch (`kube.exclude_namespaces`, or outside `kube.include_namespaces`) needs a `read` grant for it.
 
 The resolution of group membership (Slack's `usergroups.users.list`) is done by the caller, which passes every
 principal the user counts as (`principals`).
@@ -17,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from bot.model import Proposal, ProposalStatus
+from bot.model import ActionKind, Proposal, ProposalStatus
 
 OPEN_ACTIONS: frozenset[str] = frozenset({"rediagnose", "diagnose", "scan", "status", "help", "propose"})
 EVERYONE = "*"
@@ -50,12 +57,22 @@ def _glob(part: str) -> re.Pattern[str]:
     return re.compile(".*".join(re.escape(p) for p in part.split("*")))
 
 
+GRANT_ACTIONS: frozenset[str] = frozenset({"delete_pod", "recreate_secret", "link_secret", "snooze", "mute", "read"})
+_GRANT_PART = re.compile(r"[a-z0-9*._-]+", re.ASCII)
+_GRANT_ACTION = re.compile(r"[a-z_*]+", re.ASCII)
+
+
 def parse_grant(entry: str) -> Grant:
-    """Parse `"[cluster/]namespace:action"`; raises ValueError when it has no ':'."""
+    """Parse `"[cluster/]namespace:action"`; raises ValueError naming what is wrong."""
     scope, colon, action = entry.strip().rpartition(":")
     if not colon or not scope or not action:
         raise ValueError(f"grant {entry!r} must look like 'namespace:action' or 'cluster/namespace:action'")
     cluster, slash, namespace = scope.rpartition("/")
+    for part in (namespace, cluster) if slash else (namespace,):
+        if not _GRANT_PART.fullmatch(part):
+            raise ValueError(f"grant {entry!r}: {part!r} is not a lowercase name or a '*' glob")
+    if not _GRANT_ACTION.fullmatch(action) or not any(_glob(action).fullmatch(a) for a in GRANT_ACTIONS):
+        raise ValueError(f"grant {entry!r}: {action!r} names no action ({', '.join(sorted(GRANT_ACTIONS))}, or *)")
     return Grant(_glob(cluster if slash else "*"), _glob(namespace), _glob(action))
 
 
@@ -100,8 +117,15 @@ class AccessPolicy:
         if proposal.expires_at <= now:
             return Decision(False, "refused: the proposal has expired")
         action = proposal.action.value
+        principals = tuple(principals)
         if not self.allows(principals, proposal.cluster, proposal.namespace, action):
             return Decision(False, f"refused: no grant for {action} in {proposal.cluster}/{proposal.namespace}")
+        source = copy_source_namespace(proposal)
+        if source is not None and not self.allows(principals, proposal.cluster, source, action):
+            return Decision(
+                False,
+                f"refused: no grant for {action} in {proposal.cluster}/{source} (the secret is copied from there)",
+            )
         if self.two_person_rule and approver == proposal.requested_by:
             return Decision(False, "refused: two-person rule, the requester cannot approve their own proposal")
         return Decision(True, "approved")
@@ -116,3 +140,15 @@ class AccessPolicy:
             return Decision(True, "rejected")
         action = proposal.action.value
         return Decision(False, f"refused: no grant for {action} in {proposal.cluster}/{proposal.namespace}")
+
+
+def copy_source_namespace(proposal: Proposal) -> str | None:
+    """The namespace a recreate-secret copies from (its `from` parameter), or None for other proposals.
+
+    Copying takes a secret out of that namespace, so approving it needs the grant there as well as in the target
+    namespace; an unreadable `from` gives a name no grant can match.
+    """
+    if proposal.action is not ActionKind.RECREATE_SECRET or proposal.params.get("mode") != "copy":
+        return None
+    namespace, slash, _ = proposal.params.get("from", "").partition("/")
+    return namespace if slash and namespace else "\0invalid"

@@ -58,6 +58,7 @@ def _parser(plugins: Mapping[str, PluginCommand]) -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="read and verify the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     audit_sub.add_parser("verify", help="check the hash chain; exit 1 if a row was edited or deleted")
+    audit_sub.add_parser("adopt", help="sign the head of a chain written before audit.hmac_key was set")
     lst = audit_sub.add_parser("list", help="print audit rows")
     lst.add_argument("--since", help="ISO date or time, e.g. 2026-11-01 or 2026-11-01T09:00")
     lst.add_argument("--limit", type=int, default=100)
@@ -206,6 +207,8 @@ async def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
             return await commands.db_upgrade(settings)
         case "audit" if args.audit_command == "verify":
             return await commands.audit_verify(settings)
+        case "audit" if args.audit_command == "adopt":
+            return await commands.audit_adopt(settings)
         case "audit":
             return await commands.audit_list(settings, _since(args.since), args.limit)
     logging.getLogger(__name__).error("unknown command %s", args.command)

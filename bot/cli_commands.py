@@ -10,6 +10,8 @@ import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 
+from pydantic import SecretStr
+
 from bot.runtime import run_bot
 from bot.settings import Settings
 
@@ -24,11 +26,22 @@ async def run(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    if settings.slack.mode == "http" and not _secret_set(settings.slack.signing_secret):
+        # Without it no request can be verified: refuse to start rather than act on forged requests.
+        print(
+            "imagepull-doctor: setting slack.signing_secret (IMAGEPULL_SLACK__SIGNING_SECRET) is required in http mode",
+            file=sys.stderr,
+        )
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return await run_bot(settings, stop=stop)
+
+
+def _secret_set(value: SecretStr | None) -> bool:
+    return value is not None and bool(value.get_secret_value())
 
 
 async def diagnose(settings: Settings, namespace: str, pod: str, *, as_json: bool) -> int:
@@ -114,15 +127,40 @@ async def audit_verify(settings: Settings) -> int:
     """Check the audit hash chain; exit 1 when broken."""
     from bot.store.store import Store
 
-    store = await Store.open(settings.database_url)
+    store = await Store.open(settings.database_url, audit_key=settings.audit.key)
     try:
         result = await store.verify_audit()
     finally:
         await store.close()
+    if settings.audit.key is None:
+        print(
+            "imagepull-doctor: audit.hmac_key (IMAGEPULL_AUDIT__HMAC_KEY) is not set: an unkeyed chain can be"
+            " recomputed by anyone who can write to the database",
+            file=sys.stderr,
+        )
     if result.ok:
         print(f"audit log intact: {result.checked} rows verified")
         return 0
     print(f"audit log BROKEN at row {result.first_bad_id}: {result.reason} ({result.checked} rows checked)")
+    return 1
+
+
+async def audit_adopt(settings: Settings) -> int:
+    """Sign the head of an unkeyed chain (written before the key was set) after verifying it; exit 1 if broken."""
+    from bot.store.store import Store
+
+    if settings.audit.key is None:
+        print("imagepull-doctor: setting audit.hmac_key (IMAGEPULL_AUDIT__HMAC_KEY) is required", file=sys.stderr)
+        return 2
+    store = await Store.open(settings.database_url, audit_key=settings.audit.key)
+    try:
+        result = await store.adopt_unkeyed_audit()
+    finally:
+        await store.close()
+    if result.ok:
+        print(f"audit chain head signed: {result.checked} unkeyed rows verified and adopted")
+        return 0
+    print(f"audit log BROKEN at row {result.first_bad_id}: {result.reason}; nothing was signed")
     return 1
 
 

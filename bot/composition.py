@@ -166,7 +166,12 @@ class Bot:
         """Migrate the database, open every client, restore open incidents."""
         if migrate:
             await upgrade(settings.database_url)
-        store = await Store.open(settings.database_url)
+        store = await Store.open(settings.database_url, audit_key=settings.audit.key)
+        if settings.audit.key is None:
+            log.warning(
+                "audit.hmac_key (IMAGEPULL_AUDIT__HMAC_KEY) is not set: the audit chain is unkeyed and a database"
+                " writer could recompute it; see docs/SECURITY.md"
+            )
         api = await load_api_client(settings.kube)
         prober = RegistryProber(settings.registry)
         inspector = Inspector.from_settings(api, settings.kube)

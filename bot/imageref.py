@@ -91,6 +91,9 @@ def registry_key(host: str) -> str:
         if h.startswith(prefix):
             h = h[len(prefix) :]
     h = h.split("/", 1)[0]
+    # A key may carry user info ("https://robot:TOKEN@ghcr.io"): never part of the host, and a credential that must
+    # not travel with the host into messages, rows or logs.
+    h = h.rpartition("@")[2]
     return DOCKER_HUB if h in _HUB_ALIASES else h
 
 

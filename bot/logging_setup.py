@@ -60,6 +60,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
+# Libraries that log request or response bodies or SQL parameters (pull secrets, credentials, Slack payloads) at
+# DEBUG/INFO: pinned to WARNING whatever the bot's level. The SQL engine also hides parameters (bot.store.engine).
+NOISY_LOGGERS = (
+    "aiohttp.access",
+    "kubernetes_asyncio.client.rest",
+    "slack_bolt",
+    "slack_sdk",
+    "alembic",
+    "sqlalchemy.engine",
+    "sqlalchemy.pool",
+    "aiosqlite",
+    "asyncpg",
+)
+
+
 def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
     """Install one handler on the root logger (idempotent)."""
     root = logging.getLogger()
@@ -73,5 +88,5 @@ def configure_logging(level: str = "INFO", *, json_lines: bool = False) -> None:
     handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(fmt))
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("aiohttp.access", "kubernetes_asyncio.client.rest", "slack_bolt", "slack_sdk", "alembic"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -341,6 +341,9 @@ class OutboxKind(StrEnum):
     EPHEMERAL = "ephemeral"  # chat.postEphemeral to one user
 
 
+SLACK_TEXT_MAX = 40_000  # https://api.slack.com/methods/chat.postMessage#truncating
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxMessage:
     """A Slack write recorded in SQL before it is sent. `dedup_key` is unique: enqueueing twice is a no-op."""
@@ -353,6 +356,11 @@ class OutboxMessage:
     dedup_key: str = ""
     user: str | None = None  # EPHEMERAL only
     id: int | None = None
+
+    def __post_init__(self) -> None:
+        # Slack's message text limit (40,000 characters); the text is already escaped mrkdwn, cut at a character.
+        if len(self.text) > SLACK_TEXT_MAX:
+            object.__setattr__(self, "text", self.text[: SLACK_TEXT_MAX - 1] + "…")
 
 
 # ---- Proposals and the audit log (written by flows, persisted by bot.store) ----

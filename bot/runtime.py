@@ -129,7 +129,11 @@ async def _start_slack_app(
     if slack.socket_clusters and settings.kube.cluster_name not in slack.socket_clusters:
         log.info("Socket Mode held by the leaders of %s, not this cluster", ", ".join(slack.socket_clusters))
         return []
-    return [asyncio.create_task(_socket_while_leading(bot, app, token, run_socket_mode), name="socket-mode")]
+
+    def run(a: Any, t: str) -> Coroutine[Any, Any, None]:
+        return run_socket_mode(a, t, flows.first_delivery)  # Socket Mode redeliveries are seen once (envelope_id)
+
+    return [asyncio.create_task(_socket_while_leading(bot, app, token, run), name="socket-mode")]
 
 
 async def _socket_while_leading(

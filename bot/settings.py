@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -54,6 +55,18 @@ class RegistrySettings(BaseModel):
     no_probe_registries: list[str] = Field(default_factory=list)
     insecure_registries: list[str] = Field(default_factory=list)  # plain HTTP hosts
     ca_file: Path | None = None
+    # SSRF guard (bot.registry.netguard): probes, redirects and token realms reach public addresses only, plus these
+    # CIDR ranges (e.g. "10.0.0.0/8" for an in-cluster registry) and these hosts (host or host:port), whatever
+    # their address. Default: loopback, link-local (metadata endpoints) and private ranges are denied.
+    allow_networks: list[str] = Field(default_factory=list)
+    allow_registries: list[str] = Field(default_factory=list)
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for network in v:
+            ipaddress.ip_network(network, strict=False)  # ValueError names the bad range
+        return v
 
 
 class HASettings(BaseModel):
@@ -117,7 +130,36 @@ class AccessSettings(BaseModel):
 
     grants: dict[str, list[str]] = Field(default_factory=dict)
     two_person_rule: bool = False
+
+    @field_validator("grants")
+    @classmethod
+    def _grants_parse(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        from bot.access import parse_grant  # pure; imported here so that a bad grant stops the settings loading
+
+        for entries in v.values():
+            for entry in entries:
+                parse_grant(entry)
+        return v
+
     proposal_ttl_s: float = 1800.0
+    # An approved fix (or a forwarded request) that no executor claimed within this time expires instead of running
+    # later against a world that changed since (docs/SECURITY.md).
+    approved_ttl_s: float = 900.0
+
+
+class AuditSettings(BaseModel):
+    """The audit chain's HMAC key (docs/SECURITY.md): from a Kubernetes Secret, never stored in the database.
+
+    Without a key the chain is plain SHA-256, which anyone who can write to the database can recompute."""
+
+    hmac_key: SecretStr | None = None
+
+    @property
+    def key(self) -> bytes | None:
+        """The key as bytes, or None when unset."""
+        if self.hmac_key is None or not self.hmac_key.get_secret_value():
+            return None
+        return self.hmac_key.get_secret_value().encode("utf-8")
 
 
 class Settings(BaseSettings):
@@ -143,6 +185,7 @@ class Settings(BaseSettings):
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
     prevention: PreventionSettings = Field(default_factory=PreventionSettings)
     report: ReportSettings = Field(default_factory=ReportSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     @field_validator("database_url")
     @classmethod

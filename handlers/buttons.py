@@ -43,6 +43,7 @@ def register(app: Any, flows: FlowsPort) -> None:
         key = _value(action, "incident")
         kind = ActionKind(str(action["action_id"]).removeprefix(ACTION_PREFIX))
         if not isinstance(key, str) or not key:
+            await flows.refuse_command(actor, "malformed button: no incident")
             await answer(client, where, actor, notice("This button carries no incident.", ok=False), respond)
             return
         await answer(client, where, actor, await flows.button(kind, key, actor, where), respond)
@@ -54,6 +55,7 @@ def register(app: Any, flows: FlowsPort) -> None:
         actor, where = actor_of(body), where_of(body)
         key = _value(action, "incident")
         if not isinstance(key, str) or not key:
+            await flows.refuse_command(actor, "malformed button: no incident")
             await answer(client, where, actor, notice("This button carries no incident.", ok=False), respond)
             return
         recreate = str(action["action_id"]).endswith("recreate_secret")
@@ -63,6 +65,7 @@ def register(app: Any, flows: FlowsPort) -> None:
         async def build() -> dict[str, Any] | str:
             defaults = await flows.secret_defaults(key)
             if not defaults.namespace:
+                await flows.refuse_command(actor, "form button: unknown incident")
                 return "This incident is no longer known to the bot."
             return builder(defaults, where.channel, response_url)
 
@@ -75,6 +78,7 @@ def register(app: Any, flows: FlowsPort) -> None:
         actor, where = actor_of(body), where_of(body)
         proposal_id = _value(action, "proposal")
         if not isinstance(proposal_id, int) or isinstance(proposal_id, bool):
+            await flows.refuse_command(actor, "malformed button: no proposal")
             await answer(client, where, actor, notice("This button carries no proposal.", ok=False), respond)
             return
         if str(action["action_id"]).endswith("approve"):

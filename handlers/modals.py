@@ -189,17 +189,20 @@ def register(app: Any, flows: FlowsPort) -> None:
             defaults, channel = metadata_of(view)
         except BadMetadata as exc:
             await ack(response_action="errors", errors={"secret": str(exc)})
+            await flows.refuse_command(actor, f"malformed form: {exc}")
             return
         typed = values(view)
         where = Where(channel)
         secret, source = typed.get("secret", ""), typed.get("source", "")
         if not defaults.namespace:
             await ack(response_action="errors", errors={"secret": "This form has no namespace."})
+            await flows.refuse_command(actor, "malformed form: no namespace")
             return
         if source:
             errors = _copy_errors(secret, source, typed)
             if errors:
                 await ack(response_action="errors", errors=errors)
+                await flows.refuse_command(actor, _form_refusal("recreate-secret form", errors))
                 return
             await ack()
             src_ns, _, src = source.partition("/")
@@ -225,6 +228,7 @@ def register(app: Any, flows: FlowsPort) -> None:
         )
         if errors:
             await ack(response_action="errors", errors=errors)
+            await flows.refuse_command(actor, _form_refusal("recreate-secret form", errors))
             return
         await ack()
         outcome = await flows.propose_credentials(
@@ -249,6 +253,7 @@ def register(app: Any, flows: FlowsPort) -> None:
             defaults, channel = metadata_of(view)
         except BadMetadata as exc:
             await ack(response_action="errors", errors={"serviceaccount": str(exc)})
+            await flows.refuse_command(actor, f"malformed form: {exc}")
             return
         typed = values(view)
         sa, secret = typed.get("serviceaccount", ""), typed.get("secret", "")
@@ -259,6 +264,7 @@ def register(app: Any, flows: FlowsPort) -> None:
             errors["secret"] = _SECRET_NAME_HINT
         if errors or not defaults.namespace:
             await ack(response_action="errors", errors=errors or {"serviceaccount": "This form has no namespace."})
+            await flows.refuse_command(actor, _form_refusal("link-secret form", errors or {"serviceaccount": "-"}))
             return
         await ack()
         where = Where(channel)
@@ -275,6 +281,11 @@ def register(app: Any, flows: FlowsPort) -> None:
 
     app.view(RECREATE_CALLBACK)(recreate_submitted)
     app.view(LINK_CALLBACK)(link_submitted)
+
+
+def _form_refusal(form: str, errors: dict[str, str]) -> str:
+    """The audit reason of a refused form: which fields were wrong, never what was typed in them."""
+    return f"{form}: invalid {', '.join(sorted(errors))}"
 
 
 def _copy_errors(secret: str, source: str, typed: dict[str, str]) -> dict[str, str]:

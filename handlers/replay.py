@@ -1,8 +1,11 @@
 """A Bolt middleware that refuses a signed HTTP request seen before (same signature and timestamp).
 
-Bolt already refuses forged signatures and timestamps older than five minutes; within those five minutes a captured
-request could be sent again. Its signature is remembered for slightly longer than that window, so a replay is
-refused with 401 before any listener runs. Socket Mode requests carry no signature and pass through.
+Bolt already refuses forged signatures and timestamps older than five minutes (Slack's request signing:
+https://api.slack.com/authentication/verifying-requests-from-slack); within those five minutes a captured request
+could be sent again, to this replica or another. Its signature is remembered for slightly longer than that window,
+in this process and in SQL (shared by every replica, `FlowsPort.first_delivery`), so a replay is refused with 401
+before any listener runs. Socket Mode requests carry no signature: their envelopes are deduplicated by envelope id
+in `bot.slack.bolt_app.run_socket_mode`.
 """
 
 from __future__ import annotations
@@ -54,8 +57,13 @@ def register(app: Any, flows: object, cache: ReplayCache | None = None) -> Repla
     async def refuse_replays(req: Any, resp: Any, next: Callable[[], Awaitable[None]]) -> Any:
         signature = _header(req.headers, "x-slack-signature")
         stamp = _header(req.headers, "x-slack-request-timestamp")
-        if signature and not seen.first_time(f"{stamp}:{signature}"):
-            return BoltResponse(status=401, body="replayed request")
+        if signature:
+            key = f"sig:{stamp}:{signature}"
+            if not seen.first_time(key):
+                return BoltResponse(status=401, body="replayed request")
+            shared = getattr(flows, "first_delivery", None)
+            if shared is not None and not await shared(key, WINDOW_S):
+                return BoltResponse(status=401, body="replayed request")
         await next()
         return resp
 

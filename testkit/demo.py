@@ -272,7 +272,9 @@ def demo_settings(base: Settings, workdir: Path, kubeconfig: Path, hosts: list[s
         metrics_port=0,
         slack=slack,
         kube=KubeSettings(kubeconfig=kubeconfig, cluster_name="demo", exclude_namespaces=["kube-system"]),
-        registry=RegistrySettings(insecure_registries=hosts, probe_budget_s=3.0),
+        registry=RegistrySettings(
+            insecure_registries=hosts, probe_budget_s=3.0, allow_networks=["127.0.0.0/8", "::1/128"]
+        ),
         incidents=IncidentSettings(storm_window_s=1.0, update_interval_s=1.0, resolve_grace_s=2.0),
         ha=HASettings(lease_namespace="default", lease_duration_s=6.0, renew_s=1.0, identity="demo-bot"),
         # Both may link secrets in billing; the two-person rule still stops the developer approving her own request.

@@ -48,7 +48,11 @@ def settings_dict(
         "metrics_port": 0,
         "slack": {"bot_token": bot_token, "base_url": slack_url, "default_channel": CHAOS_CHANNEL},
         "kube": {"kubeconfig": str(kubeconfig), "cluster_name": cluster_name, "exclude_namespaces": ["kube-system"]},
-        "registry": {"insecure_registries": insecure_registries, "probe_budget_s": 2.0},
+        "registry": {
+            "insecure_registries": insecure_registries,
+            "probe_budget_s": 2.0,
+            "allow_networks": ["127.0.0.0/8", "::1/128"],
+        },
         "ha": {"lease_namespace": "default", "lease_duration_s": 4.0, "renew_s": 0.5, "identity": identity},
         **json.loads(json.dumps(FAST_TIMINGS)),
     }

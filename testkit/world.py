@@ -64,7 +64,9 @@ def bench_settings(
             bot_token=SecretStr("xoxb-bench-not-a-real-token"), base_url=slack_url, default_channel=CHANNEL
         ),
         kube=KubeSettings(kubeconfig=kubeconfig, cluster_name=CLUSTER, exclude_namespaces=["kube-system"]),
-        registry=RegistrySettings(insecure_registries=list(insecure_registries)),
+        registry=RegistrySettings(
+            insecure_registries=list(insecure_registries), allow_networks=["127.0.0.0/8", "::1/128"]
+        ),
         incidents=incidents or IncidentSettings(),
         ha=HASettings(identity=f"bench-{os.getpid()}"),
     )

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 
 from bot.composition import Bot
 from bot.model import Incident
+from bot.registry.netguard import LOOPBACK_NETWORKS
 from bot.settings import HASettings, IncidentSettings, KubeSettings, RegistrySettings, Settings, SlackSettings
 from bot.store.store import Store
 from testkit.inprocess import BotInProcess
@@ -229,7 +230,11 @@ def bot_settings(
             routes=routes or {},
         ),
         kube=KubeSettings(kubeconfig=world.kubeconfig, cluster_name=cluster, exclude_namespaces=["kube-system"]),
-        registry=RegistrySettings(insecure_registries=[world.host, world.hub_host], probe_budget_s=3.0),
+        registry=RegistrySettings(
+            insecure_registries=[world.host, world.hub_host],
+            probe_budget_s=3.0,
+            allow_networks=list(LOOPBACK_NETWORKS),
+        ),
         incidents=IncidentSettings(storm_window_s=1.0, update_interval_s=0.3, resolve_grace_s=1.0),
         ha=HASettings(enabled=ha, lease_namespace="default", lease_duration_s=3.0, renew_s=0.5, identity=identity),
     )

@@ -200,6 +200,7 @@ async def test_diagnose_a_pod_of_the_simulated_cluster(
     settings = {
         "IMAGEPULL_KUBE__KUBECONFIG": str(kubeconfig),
         "IMAGEPULL_REGISTRY__INSECURE_REGISTRIES": f'["{host}"]',
+        "IMAGEPULL_REGISTRY__ALLOW_NETWORKS": '["127.0.0.0/8"]',
     }
     code, out, err = await acli("diagnose", f"shop/{name}", cwd=tmp_path, **settings)
     assert code == 0, err
@@ -257,6 +258,7 @@ async def test_sim_serves_the_objects_of_a_file_to_the_bot(registry: tuple[SimRe
         settings = {
             "IMAGEPULL_KUBE__KUBECONFIG": str(kubeconfig),
             "IMAGEPULL_REGISTRY__INSECURE_REGISTRIES": f'["{host}"]',
+            "IMAGEPULL_REGISTRY__ALLOW_NETWORKS": '["127.0.0.0/8"]',
         }
         code, out, err = await acli("diagnose", f"shop/{pod['metadata']['name']}", cwd=tmp_path, **settings)
         assert code == 0, err

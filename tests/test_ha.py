@@ -146,6 +146,7 @@ def _env(world: World, db: str, identity: str, tmp: Path) -> dict[str, str]:
             "IMAGEPULL_KUBE__KUBECONFIG": str(world.kubeconfig),
             "IMAGEPULL_KUBE__CLUSTER_NAME": "e2e",
             "IMAGEPULL_REGISTRY__INSECURE_REGISTRIES": json.dumps([world.host, world.hub_host]),
+            "IMAGEPULL_REGISTRY__ALLOW_NETWORKS": '["127.0.0.0/8"]',
             "IMAGEPULL_INCIDENTS__STORM_WINDOW_S": "0.5",
             "IMAGEPULL_INCIDENTS__UPDATE_INTERVAL_S": "0.5",
             "IMAGEPULL_HA__LEASE_DURATION_S": str(LEASE_DURATION_S),

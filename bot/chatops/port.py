@@ -11,7 +11,7 @@ from typing import Protocol
 
 from bot.chatops.grammar import Command
 from bot.model import ActionKind
-from bot.slack.render import MAX_SECTION, truncate
+from bot.slack.render import MAX_SECTION, MAX_TEXT, truncate
 
 Block = dict[str, object]
 
@@ -40,6 +40,12 @@ class Reply:
     blocks: tuple[Block, ...] = ()
     ok: bool = True
     replace_original: str | None = None  # approvals: the clicked message's new text (buttons removed)
+
+    def __post_init__(self) -> None:
+        # Slack refuses (or silently cuts) a message text over 40,000 characters; every reply is cut before.
+        object.__setattr__(self, "text", truncate(self.text, MAX_TEXT))
+        if self.replace_original is not None:
+            object.__setattr__(self, "replace_original", truncate(self.replace_original, MAX_TEXT))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,8 @@ class FlowsPort(Protocol):
     """The flows as the handlers use them (implemented by `bot.flows.Flows`)."""
 
     async def command(self, cmd: Command, actor: Actor, where: Where) -> Reply: ...
+
+    async def first_delivery(self, key: str, ttl_s: float) -> bool: ...
 
     async def refuse_command(self, actor: Actor, reason: str) -> None: ...
 

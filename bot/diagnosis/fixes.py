@@ -9,6 +9,7 @@ written into a command.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 from bot import imageref
@@ -40,6 +41,15 @@ _NODE_PROBE_CAUSES = frozenset({Cause.DNS_FAILURE, Cause.NETWORK_TIMEOUT, Cause.
 _DISK_CAUSES = frozenset({Cause.DISK_FULL, Cause.NODE_DISK_PRESSURE})
 
 q = shlex.quote
+# What the API server accepts as an object name (DNS-1123 subdomain). A name read from a pod spec is not checked by
+# the API (`imagePullSecrets: [{name: "--kubeconfig=evil.conf"}]` is accepted), so it is checked here before it is
+# put into a command: quoting keeps it one argument, but an argument starting with "-" would still be a flag.
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*", re.ASCII)
+
+
+def valid_name(name: str) -> bool:
+    """Whether `name` is a valid Kubernetes object name (DNS-1123 subdomain, at most 253 characters)."""
+    return len(name) <= 253 and _DNS1123_SUBDOMAIN.fullmatch(name) is not None
 
 
 def _kubectl(ns: str, *args: str) -> str:
@@ -59,7 +69,7 @@ def _registry(failure: PullFailure, facts: Facts) -> str | None:
 
 
 def _secret_name(cause: Cause, inspection: PodInspection | None) -> str:
-    secrets = inspection.secrets if inspection else ()
+    secrets = tuple(s for s in (inspection.secrets if inspection else ()) if valid_name(s.name))
     for check in secrets:
         if cause is Cause.PULL_SECRET_MISSING and not check.exists:
             return check.name
@@ -73,7 +83,8 @@ def _secret_name(cause: Cause, inspection: PodInspection | None) -> str:
 
 
 def _service_account(inspection: PodInspection | None) -> str:
-    return (inspection.service_account if inspection else None) or "default"
+    name = (inspection.service_account if inspection else None) or "default"
+    return name if valid_name(name) else "default"
 
 
 def _node(failure: PullFailure, inspection: PodInspection | None) -> str | None:
@@ -117,10 +128,11 @@ def _create_secret(ns: str, name: str, server: str, registry: str) -> FixCommand
             "create",
             "secret",
             "docker-registry",
-            q(name),
             q(f"--docker-server={server}"),
             '--docker-username="$REGISTRY_USER"',
             '--docker-password="$REGISTRY_PASSWORD"',
+            "--",  # the end of the flags: the name is a positional argument whatever it looks like
+            q(name),
         ),
         mutating=True,
     )

@@ -57,11 +57,12 @@ REACHED = frozenset(
     }
 )
 _NAME_MAX = 120
+_BIDI = re.compile("[\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]")  # bidi controls (Trojan Source)
 
 
 def code(name: object) -> str:
     """`name` as Slack mrkdwn code: no backticks or line breaks, `&`, `<`, `>` escaped, bounded length."""
-    text = " ".join(str(name).split()).replace("`", "'")
+    text = " ".join(_BIDI.sub("", str(name)).split()).replace("`", "'")
     if len(text) > _NAME_MAX:
         text = text[: _NAME_MAX - 1] + "…"
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -70,7 +71,7 @@ def code(name: object) -> str:
 
 def plain(text: str, limit: int = 200) -> str:
     """Untrusted text (a registry's message) made safe for mrkdwn outside code spans."""
-    text = " ".join(text.split()).replace("`", "'")[:limit]
+    text = " ".join(_BIDI.sub("", text).split()).replace("`", "'")[:limit]
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

@@ -25,7 +25,7 @@ class Approvals:
         actor = await self.ctx.named(actor)
         proposal = await self.ctx.store.get_proposal(proposal_id)
         if proposal is None:
-            return notice("This proposal does not exist.", ok=False)
+            return await self._unknown(actor, proposal_id, "approve")
         now = self.ctx.now()
         if proposal.status is ProposalStatus.PENDING and proposal.expires_at <= now:
             await self.ctx.store.transition_proposal(
@@ -50,6 +50,7 @@ class Approvals:
             audit=self.ctx.entry(actor, "proposal.approved", proposal, "approved"),
         )
         if approved is None:
+            await self._lost(actor, proposal, "approve")
             return notice("Someone decided on this proposal first; nothing more to do.", ok=False)
         runner = "this bot" if approved.cluster == self.ctx.cluster else f"the bot of cluster {code(approved.cluster)}"
         text = f":white_check_mark: Proposal #{proposal_id} approved by {escape(actor.name)}; {runner} runs it now."
@@ -57,6 +58,28 @@ class Approvals:
         if approved.cluster == self.ctx.cluster:
             self._wake_executor()
         return Reply(text=text, blocks=(section(text),), replace_original=text)
+
+    async def _unknown(self, actor: Actor, proposal_id: int, attempt: str) -> Reply:
+        await self.ctx.audit(
+            actor,
+            "proposal.refused",
+            f"{self.ctx.cluster}/-/proposal/{proposal_id}",
+            "refused: no such proposal",
+            {"attempt": attempt},
+        )
+        return notice("This proposal does not exist.", ok=False)
+
+    async def _lost(self, actor: Actor, proposal: Proposal, attempt: str) -> None:
+        """The losing side of a concurrent decision: audited like every refusal."""
+        await self.ctx.audit(
+            actor,
+            "proposal.refused",
+            proposal_target(proposal),
+            "refused: someone decided on the proposal first",
+            {"action": proposal.action.value, "attempt": attempt},
+            proposal_id=proposal.id,
+            incident_key=proposal.incident_key,
+        )
 
     async def _refuse_decision(self, actor: Actor, proposal: Proposal, reason: str, attempt: str) -> Reply:
         await self.ctx.audit(
@@ -75,7 +98,7 @@ class Approvals:
         actor = await self.ctx.named(actor)
         proposal = await self.ctx.store.get_proposal(proposal_id)
         if proposal is None:
-            return notice("This proposal does not exist.", ok=False)
+            return await self._unknown(actor, proposal_id, "reject")
         principals = await self.ctx.users.principals(actor.id, self.ctx.policy.groups)
         decision = self.ctx.policy.may_reject(actor.id, principals, proposal)
         if not decision.allowed:
@@ -89,6 +112,7 @@ class Approvals:
             audit=self.ctx.entry(actor, "proposal.rejected", proposal, decision.reason),
         )
         if rejected is None:
+            await self._lost(actor, proposal, "reject")
             return notice("Someone decided on this proposal first; nothing more to do.", ok=False)
         self.vault.drop(proposal_id)
         text = f":x: Proposal #{proposal_id} {escape(decision.reason)} ({escape(actor.name)}); nothing was changed."

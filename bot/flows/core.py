@@ -153,7 +153,29 @@ class Flows:
             log.warning("command %s: API error %s", cmd.verb.value, exc.status)
             return notice(f":warning: The Kubernetes API refused the request (HTTP {exc.status}).", ok=False)
 
+    async def _unwatched_read(self, cmd: Command, actor: Actor) -> Reply | None:
+        """A refusal when `diagnose`/`scan` name a namespace the bot does not watch and the actor has no `read` grant
+        for it (see bot.access); None when the read may go ahead."""
+        ns = cmd.namespace
+        if cmd.verb not in (Verb.DIAGNOSE, Verb.SCAN) or not ns:
+            return None
+        kube = self.settings.kube
+        watched = ns not in kube.exclude_namespaces and (not kube.include_namespaces or ns in kube.include_namespaces)
+        if watched:
+            return None
+        decision = await self.ctx.may_act(actor, self.cluster, ns, "read")
+        if decision.allowed:
+            return None
+        await self.ctx.audit(actor, "command.refused", f"{self.cluster}/{ns}/namespace/{ns}", decision.reason)
+        return notice(
+            f":no_entry: The bot does not watch namespace {escape(ns)}; reading it needs a `read` grant there.",
+            ok=False,
+        )
+
     async def _run_local(self, cmd: Command, actor: Actor, where: Where) -> Reply:
+        refused = await self._unwatched_read(cmd, actor)
+        if refused is not None:
+            return refused
         match cmd.verb:
             case Verb.DIAGNOSE:
                 return await self.reads.diagnose(cmd)
@@ -175,6 +197,7 @@ class Flows:
         """A diagnosis button that needs no modal: re-diagnose, delete pod, snooze, mute."""
         incident = await self.store.get_incident(incident_key)
         if incident is None:
+            await self.refuse_command(actor, f"{kind.value} button: unknown incident")
             return notice("This incident is no longer known to the bot.", ok=False)
         match kind:
             case ActionKind.REDIAGNOSE:
@@ -191,6 +214,10 @@ class Flows:
             case _:
                 return notice("This button opens a form.", ok=False)
         return await self.command(replace(cmd, cluster=incident.cluster), actor, where)
+
+    async def first_delivery(self, key: str, ttl_s: float) -> bool:
+        """Whether no replica handled this signed request or Socket Mode envelope yet (shared through SQL)."""
+        return await self.store.first_delivery(key, ttl_s)
 
     async def refuse_command(self, actor: Actor, reason: str) -> None:
         """Audit a command the parser refused (the reason never holds the refused text)."""

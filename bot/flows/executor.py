@@ -12,7 +12,7 @@ from bot.chatops.port import Actor
 from bot.flows.context import FlowContext, post_for
 from bot.flows.forwarding import REQUEST_KIND, Forwarding
 from bot.flows.incident_controls import IncidentFollowups
-from bot.flows.proposals import describe
+from bot.flows.proposals import PINNED_KIND, describe
 from bot.flows.queue import ProposalQueue
 from bot.kube.writes import ActionResult, KubeActions
 from bot.model import ActionKind, IncidentStatus, Proposal, ProposalStatus
@@ -69,7 +69,9 @@ class Executor:
 
     async def run_once(self) -> int:
         """One pass: expire old proposals, fail interrupted runs, claim and run approved ones. Returns how many ran."""
-        await self.ctx.store.expire_proposals(self.ctx.now(), audit=True)
+        now = self.ctx.now()
+        approved_ttl = timedelta(seconds=self.ctx.settings.access.approved_ttl_s)
+        await self.ctx.store.expire_proposals(now, audit=True, approved_before=now - approved_ttl)
         self.vault.purge()
         await self._fail_interrupted()
         ran = 0
@@ -82,7 +84,7 @@ class Executor:
                 decided = proposal.decided_at or proposal.created_at
                 if self.ctx.now() - decided < timedelta(seconds=self.holder_grace_s):
                     continue  # the holding process should claim it
-            if not await self.queue.claim(proposal_id, self.identity):
+            if not await self.queue.claim(proposal_id, self.identity, decided_after=now - approved_ttl):
                 continue
             ran += 1
             try:
@@ -114,8 +116,13 @@ class Executor:
             await self.forwarding.answer(p)
             return
         ns, name = p.namespace, p.target
-        if p.action is ActionKind.DELETE_POD:
-            result = await self.kube.delete_pod(ns, name, dry_run=False, uid=p.params.get("uid") or None)
+        changed = await self._changed_since_proposed(p)
+        if changed is not None:
+            result = ActionResult(False, changed, dry_run=False)
+        elif p.action is ActionKind.DELETE_POD:
+            result = await self.kube.delete_pod(
+                ns, name, dry_run=False, uid=p.params.get("pin_uid") or p.params.get("uid") or None
+            )
         elif p.action is ActionKind.LINK_SECRET:
             result = await self.kube.link_secret(ns, name, p.params.get("secret", ""), dry_run=False)
         elif p.action is ActionKind.RECREATE_SECRET and p.params.get("mode") == "copy":
@@ -148,6 +155,26 @@ class Executor:
                     # failing and say so; they are not evidence against the fix.
                     by = "the link, which reaches pods created from now on (older pods need recreating)"
                 await self.followups.post_rediagnosis(incident, tag=f"proposal:{p.id}:followup", by=by)
+
+    async def _changed_since_proposed(self, p: Proposal) -> str | None:
+        """Why the target is no longer the object the proposal was made for, or None when it still is.
+
+        A pod is pinned by uid (its resourceVersion moves with every status change); a Secret or ServiceAccount by
+        uid and resourceVersion, so that an approval given for one state never overwrites another."""
+        pinned_uid, pinned_rv = p.params.get("pin_uid"), p.params.get("pin_rv")
+        kind = PINNED_KIND.get(p.action)
+        if kind is None or not pinned_uid:
+            return None  # proposed before pinning existed
+        now = await self.kube.pin(kind, p.namespace, p.target)
+        if not now:
+            return None  # unreadable now: the action itself reports what the API server says
+        same = now.get("pin_uid") == pinned_uid and (kind == "pod" or now.get("pin_rv") == pinned_rv)
+        if same:
+            return None
+        return (
+            f"{kind} {p.namespace}/{p.target} changed since the proposal (another object or another version now);"
+            " nothing was changed, propose again"
+        )
 
     async def _finish(self, p: Proposal, result: ActionResult) -> None:
         status = ProposalStatus.SUCCEEDED if result.ok else ProposalStatus.FAILED

@@ -122,6 +122,25 @@ class SecretForms:
     ) -> Submitted:
         """Typed credentials: probe the registry with them, dry-run the write, hold them in memory, propose."""
         actor = await self.ctx.named(actor)
+        ns = defaults.namespace
+        decision = await self.ctx.may_act(actor, self.ctx.cluster, ns, ActionKind.RECREATE_SECRET.value)
+        if not decision.allowed:
+            # No probe at all: the form must not let anyone make the bot connect somewhere (and tell open ports
+            # from closed ones by the answer); only those who may approve the write may test credentials.
+            await self.ctx.audit(
+                actor,
+                "proposal.refused",
+                target_of(self.ctx.cluster, ns, "secret", secret if is_subdomain(secret) else "-"),
+                decision.reason,
+                {"action": "recreate_secret", "attempt": "typed_credentials"},
+                incident_key=defaults.incident,
+            )
+            return Submitted(
+                errors={
+                    "password": f"Only users granted recreate_secret in namespace {ns} may test typed credentials;"
+                    " nothing was checked or stored."
+                }
+            )
         errors = self.credential_form_errors(
             defaults, secret=secret, server=server, username=username, password=password, image=image
         )
@@ -129,7 +148,6 @@ class SecretForms:
         ref = imageref.try_parse(image.strip() or defaults.image)
         if errors or ref is None:
             return Submitted(errors=errors or {"image": "An image to test the credentials with."})
-        ns = defaults.namespace
         new_fp = fingerprint(host, username, password)
         target = target_of(self.ctx.cluster, ns, "secret", secret)
         probe = await self.prober.probe(ref, Credentials(username, password, new_fp), None, fresh=True)

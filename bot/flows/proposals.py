@@ -21,6 +21,16 @@ _FIX_ACTIONS = {
 }
 
 
+# The kind of object each fix changes: its uid and resourceVersion are recorded with the proposal ("pin_uid",
+# "pin_rv") and must still be the same when it runs (bot.flows.executor), so that an approval never acts on another
+# object of the same name, nor on one that changed since.
+PINNED_KIND = {
+    ActionKind.DELETE_POD: "pod",
+    ActionKind.LINK_SECRET: "serviceaccount",
+    ActionKind.RECREATE_SECRET: "secret",
+}
+
+
 class Proposals:
     """Fixes proposed on this bot's cluster, dry-run first and stored pending with their approval message."""
 
@@ -73,6 +83,7 @@ class Proposals:
         routed = route_channel(slack.routes, slack.default_channel, self.ctx.cluster, namespace)
         params = {
             **params,
+            **await self.kube.pin(PINNED_KIND[action], namespace, name),
             "channel": incident.channel if incident is not None and threaded else routed,
             "threaded": "yes" if threaded else "no",
             "dry_run": truncate(dry.message, 400),

@@ -34,17 +34,17 @@ class ProposalQueue:
         async with self._engine.connect() as conn:
             return [int(r[0]) for r in (await conn.execute(stmt)).all()]
 
-    async def claim(self, proposal_id: int, worker: str) -> bool:
-        """Claim an approved proposal for `worker`; True for exactly one caller."""
-        stmt = (
-            update(PROPOSALS)
-            .where(
-                PROPOSALS.c.id == proposal_id,
-                PROPOSALS.c.status == ProposalStatus.APPROVED.value,
-                PROPOSALS.c.result.is_(None),
-            )
-            .values(result=f"{RUNNING_PREFIX}{worker}"[:200])
-        )
+    async def claim(self, proposal_id: int, worker: str, *, decided_after: datetime | None = None) -> bool:
+        """Claim an approved proposal for `worker`; True for exactly one caller. An approval older than
+        `decided_after` is never claimed (it expires instead)."""
+        conditions = [
+            PROPOSALS.c.id == proposal_id,
+            PROPOSALS.c.status == ProposalStatus.APPROVED.value,
+            PROPOSALS.c.result.is_(None),
+        ]
+        if decided_after is not None:
+            conditions.append(PROPOSALS.c.decided_at > decided_after)
+        stmt = update(PROPOSALS).where(*conditions).values(result=f"{RUNNING_PREFIX}{worker}"[:200])
         async with self._engine.begin() as conn:
             return bool((await conn.execute(stmt)).rowcount == 1)
 

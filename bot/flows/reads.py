@@ -116,13 +116,15 @@ class ReadCommands:
             pods = await self._core.list_namespaced_pod(namespace)
         else:
             pods = await self._core.list_pod_for_all_namespaces()
-        excluded = set(self.ctx.settings.kube.exclude_namespaces) if not namespace else set()
+        kube = self.ctx.settings.kube
+        excluded = set(kube.exclude_namespaces) if not namespace else set()
+        included = set(kube.include_namespaces) if not namespace else set()
         groups: dict[tuple[str, str, str, str], list[str]] = {}
         for obj in pods.items or ():
             data = self.api.sanitize_for_serialization(obj)
             meta = data.get("metadata") or {}
             ns = str(meta.get("namespace", ""))
-            if ns in excluded:
+            if ns in excluded or (included and ns not in included):
                 continue
             owner = controller_owner(data)
             workload = f"pod/{meta.get('name', '')}"
@@ -140,7 +142,8 @@ class ReadCommands:
         for (ns, workload, image, cause), pods_of in sorted(groups.items())[:30]:
             n = len(pods_of)
             lines.append(
-                f"• {code(ns)} {code(workload)} image {code(image)}: {code(cause)}, {n} pod{'s' if n != 1 else ''}"
+                f"• {code(truncate(ns, 63))} {code(truncate(workload, 260))} image {code(truncate(image, 300))}:"
+                f" {code(cause)}, {n} pod{'s' if n != 1 else ''}"
             )
         if len(groups) > 30:
             lines.append(f"_…and {len(groups) - 30} more groups._")

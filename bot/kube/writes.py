@@ -43,6 +43,7 @@ _HOST_RE = re.compile(
 )
 # What users paste as a registry server: an optional scheme, host[:port], an optional plain path ("/v1/").
 _SERVER_RE = re.compile(r"(?i:https?://)?[A-Za-z0-9.\[\]:-]{1,260}(/[A-Za-z0-9._/-]{0,200})?", re.ASCII)
+COPYABLE_TYPES = frozenset({DOCKERCONFIGJSON_TYPE, "kubernetes.io/dockercfg"})
 COPIED_FROM_ANNOTATION = "imagepull-doctor/copied-from"
 _CONFLICT_ATTEMPTS = 3
 
@@ -142,6 +143,25 @@ class KubeActions:
         return result
 
     # ---- delete_pod ----
+
+    async def pin(self, kind: str, ns: str, name: str) -> dict[str, str]:
+        """The target's identity now, recorded in a proposal and checked before it runs: {"pin_uid", "pin_rv"}
+        ("absent" when it does not exist; {} when it cannot be read or the names are invalid)."""
+        readers = {
+            "pod": self._core.read_namespaced_pod,
+            "secret": self._core.read_namespaced_secret,
+            "serviceaccount": self._core.read_namespaced_service_account,
+        }
+        try:
+            _check_name("namespace", ns, label=True)
+            _check_name(f"{kind} name", name)
+            async with asyncio.timeout(self._timeout_s):
+                obj = await readers[kind](name, ns, _request_timeout=self._timeout_s)
+        except ApiException as exc:
+            return {"pin_uid": "absent", "pin_rv": "absent"} if exc.status == 404 else {}
+        except (_Refused, KeyError, OSError, TimeoutError, ValueError):
+            return {}
+        return {"pin_uid": str(obj.metadata.uid or ""), "pin_rv": str(obj.metadata.resource_version or "")}
 
     async def delete_pod(self, ns: str, pod: str, *, dry_run: bool, uid: str | None = None) -> ActionResult:
         """Delete a pod so its controller makes a fresh one; refuse for a bare pod (it would be gone for good).
@@ -355,6 +375,12 @@ class KubeActions:
         source = await self._read_secret(src_ns, src)
         if source is None:
             raise _Refused(f"secret {src_ns}/{src} does not exist; nothing was copied")
+        if source.type not in COPYABLE_TYPES:
+            # Only pull secrets are ever copied: the bot's RBAC reads every Secret, a user's grant does not.
+            raise _Refused(
+                f"secret {src_ns}/{src} is not a pull secret (type {source.type or 'unknown'}); only"
+                f" {' and '.join(sorted(COPYABLE_TYPES))} secrets are copied; nothing was copied"
+            )
         data = dict(source.data or {})
         for _ in range(_CONFLICT_ATTEMPTS):
             target = await self._read_secret(dst_ns, dst)

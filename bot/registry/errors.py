@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import errno
 import json
+import re
 import socket
 import ssl
 from collections.abc import Iterable
+from urllib.parse import quote, quote_plus
 
 import aiohttp
 
 from bot.model import ProbeOutcome
+from bot.registry.netguard import BlockedAddress
 
 DETAIL_MAX = 300
 _REDACTED = "<redacted>"
@@ -58,7 +62,9 @@ def _os_error(exc: BaseException) -> OSError | None:
 
 
 def outcome_for_exception(exc: BaseException) -> tuple[ProbeOutcome, str]:
-    """Classify a failure to talk to the registry: DNS, refused, timeout, TLS or other."""
+    """Classify a failure to talk to the registry: denied address, DNS, refused, timeout, TLS or other."""
+    if _blocked(exc):
+        return ProbeOutcome.ERROR, BLOCKED_DETAIL
     if isinstance(exc, aiohttp.ClientConnectorDNSError | socket.gaierror):
         return ProbeOutcome.DNS, "the registry host name does not resolve"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
@@ -85,6 +91,26 @@ def outcome_for_exception(exc: BaseException) -> tuple[ProbeOutcome, str]:
     return ProbeOutcome.ERROR, f"{type(exc).__name__}"
 
 
+BLOCKED_DETAIL = (
+    "not probed: the registry (or its redirect or token realm) is in a denied network range"
+    " (settings registry.allow_networks / registry.allow_registries)"
+)
+
+
+def _blocked(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, BlockedAddress):
+            return True
+        os_error = getattr(current, "os_error", None)
+        if isinstance(os_error, BlockedAddress):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def _cert_reason(exc: aiohttp.ClientConnectorCertificateError) -> str:
     error = exc.certificate_error
     reason = getattr(error, "verify_message", None) or getattr(error, "reason", None) or str(error)
@@ -97,9 +123,35 @@ def _ssl_reason(exc: BaseException) -> str:
     return str(reason)[:120]
 
 
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """`text` without any of `secrets` (credential values, tokens), shortened to DETAIL_MAX."""
+def secret_forms(secrets: Iterable[str]) -> list[str]:
+    """Every encoding a credential may come back in: as is, base64 (alone and of `user:password` pairs, which the
+    caller passes as a whole), URL- and form-encoded, JSON-escaped; longest first so that no part of a longer
+    form survives the replacement of a shorter one."""
+    forms: set[str] = set()
     for secret in secrets:
-        if secret and len(secret) >= 3:
-            text = text.replace(secret, _REDACTED)
-    return text[:DETAIL_MAX]
+        if not secret or len(secret) < 3:
+            continue
+        for value in (secret, secret.removeprefix("Basic ").removeprefix("Bearer ")):
+            forms.update(
+                {
+                    value,
+                    base64.b64encode(value.encode()).decode("ascii"),
+                    base64.urlsafe_b64encode(value.encode()).decode("ascii"),
+                    base64.b64encode(value.encode()).decode("ascii").rstrip("="),
+                    quote(value, safe=""),
+                    quote_plus(value),
+                    quote(value),
+                    json.dumps(value)[1:-1],
+                }
+            )
+    return sorted((f for f in forms if len(f) >= 3), key=len, reverse=True)
+
+
+def scrub(text: str, secrets: Iterable[str], limit: int = DETAIL_MAX) -> str:
+    """`text` without any of `secrets` in any encoding or letter case, THEN shortened to `limit`.
+
+    Scrubbing comes before the cut: a cut first could leave the start of a credential that no longer matches.
+    """
+    for form in secret_forms(secrets):
+        text = re.sub(re.escape(form), _REDACTED, text, flags=re.IGNORECASE)
+    return text[:limit]

@@ -27,7 +27,7 @@ from yarl import URL
 from bot import imageref
 from bot.imageref import ImageRef
 from bot.model import Credentials, ProbeOutcome, ProbeResult
-from bot.registry import auth, errors
+from bot.registry import auth, errors, netguard
 from bot.registry.cache import CoalescingCache
 from bot.registry.tags import near_names, nearest_names, nearest_tags
 from bot.settings import RegistrySettings
@@ -47,6 +47,8 @@ NEAR_NAME_PROBES = 8
 TAGS_MAX = 10_000
 PING_TTL_S = 60.0  # how long a registry's /v2/ answer (its auth challenge) is reused
 BODY_MAX = 4 * 1024 * 1024
+MAX_REDIRECTS = 5
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NEXT_LINK_RE = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
 
 
@@ -116,7 +118,9 @@ class _Conversation:
         credentials: Credentials | None,
         ssl_context: ssl.SSLContext | None,
         state: _State,
+        policy: netguard.NetworkPolicy,
     ) -> None:
+        self.policy = policy
         self.session = session
         self.base = base
         self.repository = repository
@@ -138,18 +142,38 @@ class _Conversation:
         return answer
 
     async def send(self, method: str, url: URL, accept: str | None) -> _Answer:
-        """Send one request with the current authorization, as it is."""
+        """Send one request with the current authorization; follow same-origin redirects only (see netguard)."""
         headers = {"User-Agent": "imagepull-doctor"}
         if accept:
             headers["Accept"] = accept
         if self.authorization:
             headers["Authorization"] = self.authorization
-        async with self.session.request(
-            method, url, headers=headers, ssl=self._ssl_for(url), allow_redirects=True
-        ) as resp:
-            body = b"" if method == "HEAD" else await resp.content.read(BODY_MAX)
-            self._note_rate_limit(resp.headers)
-            return _Answer(resp.status, resp.headers, body)
+        for _ in range(MAX_REDIRECTS + 1):
+            self.policy.check_url(url)
+            async with self.session.request(
+                method, url, headers=headers, ssl=self._ssl_for(url), allow_redirects=False
+            ) as resp:
+                location = resp.headers.get("Location")
+                if resp.status in REDIRECTS and location:
+                    target = netguard.same_origin_redirect(url, location)
+                    if target is None:
+                        raise _Stop(
+                            ProbeOutcome.ERROR,
+                            resp.status,
+                            f"the registry redirected ({resp.status}) to another host or scheme; not followed",
+                        )
+                    url = target
+                    continue
+                body = b"" if method == "HEAD" else await resp.content.read(BODY_MAX)
+                self._note_rate_limit(resp.headers)
+                return _Answer(resp.status, resp.headers, body)
+        raise _Stop(ProbeOutcome.ERROR, None, "too many redirects")
+
+    def error_of(self, body: bytes) -> tuple[str | None, str]:
+        """The error code and message of an answer's body, scrubbed of the credentials in every encoding first
+        (a registry may echo them; the plain-text start is cut to 120 characters only after scrubbing)."""
+        text = errors.scrub(body.decode("utf-8", "replace"), self.state.secrets, limit=len(body) + 1)
+        return errors.parse_error_body(text)
 
     def _ssl_for(self, url: URL) -> ssl.SSLContext | bool:
         return self.ssl_context if url.scheme == "https" and self.ssl_context is not None else True
@@ -186,13 +210,14 @@ class _Conversation:
             self.state.used_credentials = True
         url = realm.update_query(auth.token_query(challenge, self.repository))
         step, self.state.step = self.state.step, "token"
-        async with self.session.get(url, headers=headers, ssl=self._ssl_for(url)) as resp:
+        self.policy.check_url(url)
+        async with self.session.get(url, headers=headers, ssl=self._ssl_for(url), allow_redirects=False) as resp:
             body = await resp.content.read(BODY_MAX)
             self._note_rate_limit(resp.headers)
             self.state.token_status = resp.status
             self.state.token_with_credentials = send_credentials
             if resp.status != 200:
-                code, message = errors.parse_error_body(body.decode("utf-8", "replace"))
+                code, message = self.error_of(body)
                 outcome = errors.outcome_for_status(resp.status, code)
                 text = f"token endpoint answered {resp.status}" + (
                     f": {code or ''} {message}".rstrip() if message else ""
@@ -222,6 +247,7 @@ class RegistryProber:
         # What each registry's /v2/ answered lately: its auth challenge, or None when it needs none. A scan asks one
         # registry about hundreds of images; the challenge does not change between them.
         self._pings: dict[str, tuple[float, auth.Challenge | None]] = {}
+        self._policy = netguard.NetworkPolicy(settings.allow_networks, settings.allow_registries)
         self._ssl_context: ssl.SSLContext | None = None
         if settings.ca_file is not None:
             self._ssl_context = ssl.create_default_context()
@@ -255,7 +281,7 @@ class RegistryProber:
     def _session_for_use(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit_per_host=8),
+                connector=aiohttp.TCPConnector(limit_per_host=8, resolver=self._policy.resolver()),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.settings.probe_budget_s),
             )
         return self._session
@@ -325,7 +351,9 @@ class RegistryProber:
     ) -> None:
         base = self._base_url(ref.registry)
         ssl_context = self._ssl_context if base.scheme == "https" else None
-        talk = _Conversation(self._session_for_use(), base, ref.repository, credentials, ssl_context, state)
+        talk = _Conversation(
+            self._session_for_use(), base, ref.repository, credentials, ssl_context, state, self._policy
+        )
         await self._ping(talk, ref.registry)
         await self._manifest(talk, ref, node_platform)
         if state.outcome == ProbeOutcome.MANIFEST_UNKNOWN and ref.digest is None:
@@ -338,7 +366,9 @@ class RegistryProber:
         of a few near names (adjacent letters swapped, a doubled letter dropped) with the same credentials."""
         state = talk.state
         state.step = "repositories"
-        catalog = _Conversation(talk.session, talk.base, ref.repository, credentials, talk.ssl_context, _State())
+        catalog = _Conversation(
+            talk.session, talk.base, ref.repository, credentials, talk.ssl_context, _State(), talk.policy
+        )
         answer = await catalog.send("GET", (talk.base / "v2" / "_catalog").with_query({"n": "1000"}), None)
         state.repositories_checked = True
         if answer.status == 200:
@@ -359,7 +389,9 @@ class RegistryProber:
         without: list[str] = []
         for candidate in candidates:
             probe_state = _State()
-            other = _Conversation(talk.session, talk.base, candidate, credentials, talk.ssl_context, probe_state)
+            other = _Conversation(
+                talk.session, talk.base, candidate, credentials, talk.ssl_context, probe_state, talk.policy
+            )
             url = (talk.base / "v2" / candidate / "tags" / "list").with_query({"n": "1000"})
             try:
                 answer = await other.request("GET", url)
@@ -396,7 +428,7 @@ class RegistryProber:
                 self._pings[registry] = (time.monotonic() + PING_TTL_S, challenge)
                 await talk.authenticate(challenge)
         elif answer.status >= 300:
-            code, message = errors.parse_error_body(answer.body.decode("utf-8", "replace"))
+            code, message = talk.error_of(answer.body)
             outcome = errors.outcome_for_status(answer.status, code)
             if outcome in (ProbeOutcome.MANIFEST_UNKNOWN, ProbeOutcome.NAME_UNKNOWN):
                 outcome = ProbeOutcome.ERROR
@@ -425,7 +457,7 @@ class RegistryProber:
         state.http_status = answer.status
         code, message = (None, "")
         if answer.status >= 300 and answer.body:
-            code, message = errors.parse_error_body(answer.body.decode("utf-8", "replace"))
+            code, message = talk.error_of(answer.body)
         state.outcome = errors.outcome_for_status(answer.status, code)
         if answer.status in (401, 403):
             refusal = auth.parse_challenge(answer.headers.get("WWW-Authenticate"))
@@ -445,7 +477,7 @@ class RegistryProber:
             answer = await talk.request("GET", url)
             pages += 1
             if answer.status != 200:
-                code, message = errors.parse_error_body(answer.body.decode("utf-8", "replace"))
+                code, message = talk.error_of(answer.body)
                 if answer.status == 404 and code == "NAME_UNKNOWN":
                     state.outcome = ProbeOutcome.NAME_UNKNOWN
                     state.detail = f"{code}: {message}"

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.settings import Settings
@@ -42,6 +43,9 @@ def build_app(
 ) -> AsyncApp:
     """A Bolt AsyncApp with the bot token (or `client`) and signing secret from `settings`; `register` adds handlers."""
     slack = settings.slack
+    if slack.mode == "http" and not _secret(slack.signing_secret):
+        # Bolt skips verification without a secret: every forged request would be acted on.
+        raise ValueError("HTTP mode needs slack.signing_secret (IMAGEPULL_SLACK__SIGNING_SECRET)")
     if client is None:
         client = AsyncWebClient(token=_secret(slack.bot_token) or None, base_url=slack.base_url)
     app = AsyncApp(
@@ -97,9 +101,38 @@ async def handle_error(error: Exception, body: dict[str, Any], client: AsyncWebC
         log.warning("could not post the error answer: %s", type(exc).__name__)
 
 
-async def run_socket_mode(app: AsyncApp, app_token: str) -> None:
-    """Serve `app` over Socket Mode until cancelled (connects with `apps.connections.open`)."""
-    handler = AsyncSocketModeHandler(app, app_token)
+FirstDelivery = Callable[[str, float], Awaitable[bool]]
+ENVELOPE_TTL_S = 3600.0  # Slack redelivers an unacknowledged envelope within minutes
+
+
+class DedupSocketModeHandler(AsyncSocketModeHandler):
+    """Bolt's Socket Mode handler that runs each envelope once: a redelivery (same envelope_id, to this replica or
+    another) is acknowledged and dropped."""
+
+    def __init__(self, app: AsyncApp, app_token: str, first_delivery: FirstDelivery | None) -> None:
+        super().__init__(app, app_token)
+        self._first_delivery = first_delivery
+
+    async def handle(self, client: Any, req: Any) -> None:
+        """Ack and drop a redelivered envelope; hand any other to Bolt."""
+        envelope_id = str(getattr(req, "envelope_id", "") or "")
+        if envelope_id and self._first_delivery is not None:
+            try:
+                first = await self._first_delivery(f"envelope:{envelope_id}", ENVELOPE_TTL_S)
+            except Exception as exc:  # the dedup store is down: handle it rather than drop a user's command
+                log.warning("envelope deduplication failed: %s", type(exc).__name__)
+                first = True
+            if not first:
+                log.info("dropped a redelivered Socket Mode envelope")
+                await client.send_socket_mode_response(SocketModeResponse(envelope_id=envelope_id))
+                return
+        await super().handle(client, req)
+
+
+async def run_socket_mode(app: AsyncApp, app_token: str, first_delivery: FirstDelivery | None = None) -> None:
+    """Serve `app` over Socket Mode until cancelled (connects with `apps.connections.open`); envelopes already
+    handled (by `first_delivery`, shared through SQL) are acknowledged and dropped."""
+    handler = DedupSocketModeHandler(app, app_token, first_delivery)
     await handler.connect_async()  # type: ignore[no-untyped-call]  # unannotated in slack_bolt
     try:
         await asyncio.Event().wait()

@@ -21,6 +21,7 @@ from bot.diagnosis import catalogue
 from bot.model import ActionKind, Cause, Diagnosis, Evidence, FixCommand, Incident, IncidentScope, IncidentStatus
 
 MAX_BLOCKS = 50
+MAX_TEXT = 40_000  # a message's `text` (https://api.slack.com/methods/chat.postMessage#truncating)
 MAX_SECTION = 3000
 MAX_FIELD = 2000
 MAX_HEADER = 150
@@ -38,6 +39,10 @@ _ZWJ = "\u2060"  # word joiner: breaks "@here" and ``` without changing what a r
 _FENCE_BROKEN = "`" + _ZWJ + "`" + _ZWJ + "`"  # inside code blocks
 _BROADCAST = re.compile(r"@(channel|here|everyone)\b", re.IGNORECASE)
 _PARTIAL_ENTITY = re.compile(r"&[a-z]{0,4}$")
+# Bidirectional controls (LRM/RLM, embeddings, overrides, isolates, ALM) reorder what a reader sees, e.g. to make a
+# command or a name look like another one (Trojan Source, CVE-2021-42574): text from the cluster never carries them.
+BIDI_CONTROLS = re.compile("[\u200e\u200f\u061c\u202a-\u202e\u2066-\u2069]")
+_BARE_AMP = re.compile(r"&(?!(?:amp|lt|gt);)")
 
 _BUTTON_LABELS: dict[ActionKind, str] = {
     ActionKind.REDIAGNOSE: "Re-diagnose",
@@ -61,8 +66,17 @@ class SlackMessage:
 
 
 def escape(text: str) -> str:
-    """Escape text from the cluster for mrkdwn: entities for `&<>` and no broadcast mentions."""
+    """Escape text from the cluster for mrkdwn: entities for `&<>`, no broadcast mentions, no bidi controls."""
+    text = BIDI_CONTROLS.sub("", text)
     out = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("```", "'''")
+    return _BROADCAST.sub(lambda m: "@" + _ZWJ + m.group(1), out)
+
+
+def escape_once(text: str) -> str:
+    """`escape` for text that may already be escaped mrkdwn (the diagnosis' evidence and summary): an existing
+    `&amp;`/`&lt;`/`&gt;` stays as it is (users would otherwise read `&lt;`), anything else is escaped."""
+    text = BIDI_CONTROLS.sub("", text)
+    out = _BARE_AMP.sub("&amp;", text).replace("<", "&lt;").replace(">", "&gt;").replace("```", "'''")
     return _BROADCAST.sub(lambda m: "@" + _ZWJ + m.group(1), out)
 
 
@@ -76,7 +90,7 @@ def truncate(text: str, limit: int) -> str:
 
 def code(text: str) -> str:
     """Inline code for one value from the cluster: escaped, one line, no backtick."""
-    flat = " ".join(text.split()) or " "
+    flat = " ".join(BIDI_CONTROLS.sub("", text).split()) or " "
     return "`" + escape(flat.replace("`", "'")) + "`"
 
 
@@ -91,8 +105,8 @@ def code_block(text: str, limit: int = MAX_SECTION) -> str:
 
 
 def plain(text: str, limit: int) -> str:
-    """Text for a plain_text object (no entities needed), cut to `limit`."""
-    flat = " ".join(text.split())
+    """Text for a plain_text object (no entities needed, no bidi controls), cut to `limit`."""
+    flat = " ".join(BIDI_CONTROLS.sub("", text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + ELLIPSIS
 
 
@@ -199,7 +213,7 @@ def render_parent(incident: Incident) -> SlackMessage:
         f"*Cause:* {code(incident.cause.value)} {escape(title)}",
     ]
     if incident.diagnosis is not None and incident.diagnosis.summary:
-        lines.append(escape(" ".join(incident.diagnosis.summary.split())))
+        lines.append(escape_once(" ".join(incident.diagnosis.summary.split())))
     fields = [
         ("Image", code(incident.image)),
         ("Container", code(incident.container)),
@@ -237,7 +251,7 @@ def render_registry_parent(incident: Incident) -> SlackMessage:
         f"*{n} workload{'s' if n != 1 else ''} affected:* {_names(incident.affected, 20) if n else '–'}",
     ]
     if incident.diagnosis is not None and incident.diagnosis.summary:
-        lines.append(escape(" ".join(incident.diagnosis.summary.split())))
+        lines.append(escape_once(" ".join(incident.diagnosis.summary.split())))
     fields = [
         ("Pods failing now", str(len(incident.pods))),
         ("Pods seen", str(incident.pods_seen)),
@@ -260,7 +274,7 @@ def render_registry_parent(incident: Incident) -> SlackMessage:
 
 def _evidence_line(e: Evidence) -> str:
     mark = {True: ":white_check_mark:", False: ":x:", None: ":small_blue_diamond:"}[e.ok]
-    return f"{mark} {escape(' '.join(e.text.split()))} _({escape(e.source)})_"
+    return f"{mark} {escape_once(' '.join(e.text.split()))} _({escape(e.source)})_"
 
 
 def _fix_blocks(fixes: Sequence[FixCommand]) -> list[Block]:
@@ -337,7 +351,7 @@ def unique_block_ids(blocks: Sequence[Block]) -> list[Block]:
 
 def _diagnosis_blocks(incident: Incident, diagnosis: Diagnosis, lead: str) -> tuple[str, list[Block]]:
     title = cause_title(diagnosis.cause)
-    summary = escape(" ".join(diagnosis.summary.split()))
+    summary = escape_once(" ".join(diagnosis.summary.split()))
     head = [
         f"{lead} {summary}".strip(),
         f"*Cause:* {code(diagnosis.cause.value)} {escape(title)} · *confidence* {round(diagnosis.confidence * 100)}%",

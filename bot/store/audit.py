@@ -1,13 +1,19 @@
 """The audit chain's pure part: canonical hashing, chain verification and the last-line secret checks.
 
-Each row's hash is `sha256(prev_hash + canonical_json(entry fields, id, ISO time))`; the first row's prev_hash is
-`GENESIS_HASH`. Changing, deleting or reordering a row breaks the chain at that row (or at the chain head, for the
-newest rows), which `verify_chain` reports.
+Each row's hash is `HMAC-SHA256(key, prev_hash + canonical_json(entry fields, id, ISO time))` with a key that is not
+in the database (setting `audit.hmac_key`, a Kubernetes Secret); rows written before a key was configured keep the
+unkeyed `sha256(prev_hash + ...)` (the signed head records from which row on the chain is keyed). The first row's
+prev_hash is `GENESIS_HASH`. The chain head (`audit_head`: newest id and hash) is signed with the same key, so that
+someone who can write to the database but does not hold the key can neither recompute the chain after editing a
+row, nor delete the newest rows and move the head back, nor delete the head. Changing, deleting or reordering a row
+breaks the chain at that row (or at the head, for the newest rows), which `verify_chain` reports. See
+docs/SECURITY.md for the threat model.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import itertools
 import json
 import re
@@ -114,14 +120,43 @@ def canonical_json(entry: AuditEntry, record_id: int) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def chain_hash(prev_hash: str, entry: AuditEntry, record_id: int) -> str:
-    """The hash of one row given the previous row's hash."""
-    return hashlib.sha256((prev_hash + canonical_json(entry, record_id)).encode("utf-8")).hexdigest()
+def chain_hash(prev_hash: str, entry: AuditEntry, record_id: int, key: bytes | None = None) -> str:
+    """The hash of one row given the previous row's hash: HMAC-SHA256 with `key`, plain SHA-256 without."""
+    data = (prev_hash + canonical_json(entry, record_id)).encode("utf-8")
+    if key is None:
+        return hashlib.sha256(data).hexdigest()
+    return hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
-def make_record(entry: AuditEntry, record_id: int, prev_hash: str) -> AuditRecord:
-    """Chain `entry` after a row whose hash is `prev_hash`."""
-    return AuditRecord(entry=entry, id=record_id, prev_hash=prev_hash, hash=chain_hash(prev_hash, entry, record_id))
+def make_record(entry: AuditEntry, record_id: int, prev_hash: str, key: bytes | None = None) -> AuditRecord:
+    """Chain `entry` after a row whose hash is `prev_hash` (keyed when `key` is given)."""
+    return AuditRecord(
+        entry=entry, id=record_id, prev_hash=prev_hash, hash=chain_hash(prev_hash, entry, record_id, key)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainHead:
+    """The `audit_head` row: newest id and hash, the first keyed row (None: unkeyed chain) and the signature."""
+
+    last_id: int
+    last_hash: str
+    keyed_from: int | None = None
+    signature: str | None = None
+
+
+def head_signature(key: bytes, last_id: int, last_hash: str, keyed_from: int | None) -> str:
+    """The HMAC-SHA256 signature of a chain head."""
+    text = f"imagepull-doctor audit head v1\0{last_id}\0{last_hash}\0{keyed_from if keyed_from else 'none'}"
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def head_is_authentic(head: ChainHead, key: bytes) -> bool:
+    """Whether a signed head's signature was made with `key` (constant-time comparison)."""
+    if head.signature is None:
+        return False
+    expected = head_signature(key, head.last_id, head.last_hash, head.keyed_from)
+    return hmac.compare_digest(expected, head.signature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +170,14 @@ class AuditVerification:
 
 
 class ChainVerifier:
-    """Feed records in id order with `feed`; the first break is kept. Pure and incremental (rows come in pages)."""
+    """Feed records in id order with `feed`; the first break is kept. Pure and incremental (rows come in pages).
 
-    def __init__(self) -> None:
+    `key` and `keyed_from`: rows from that id on are checked as HMAC-SHA256 with the key (None: no keyed row).
+    """
+
+    def __init__(self, key: bytes | None = None, keyed_from: int | None = None) -> None:
+        self.key = key
+        self.keyed_from = keyed_from
         self.checked = 0
         self._last_id = 0
         self._last_hash = GENESIS_HASH
@@ -159,10 +199,17 @@ class ChainVerifier:
             self._fail(record.id, f"id {record.id} follows id {self._last_id}: {what}")
         elif record.prev_hash != self._last_hash:
             self._fail(record.id, f"row {record.id} does not link to row {self._last_id} (deleted or reordered row)")
-        elif chain_hash(record.prev_hash, record.entry, record.id) != record.hash:
+        elif not hmac.compare_digest(
+            chain_hash(record.prev_hash, record.entry, record.id, self._key_for(record.id)), record.hash
+        ):
             self._fail(record.id, f"row {record.id} does not match its hash (edited row)")
         else:
             self._last_id, self._last_hash = record.id, record.hash
+
+    def _key_for(self, record_id: int) -> bytes | None:
+        if self.keyed_from is None or record_id < self.keyed_from:
+            return None
+        return self.key if self.key is not None else b""
 
     def finish(self, head: tuple[int, str] | None) -> AuditVerification:
         """Compare the last row with the recorded chain head (None: no head recorded) and return the verdict."""
@@ -188,9 +235,45 @@ class ChainVerifier:
         self._bad = AuditVerification(ok=False, checked=self.checked, first_bad_id=record_id, reason=reason)
 
 
-def verify_chain(records: Iterable[AuditRecord], head: tuple[int, str] | None) -> AuditVerification:
+UNSIGNED_HEAD = (
+    "the chain head is not signed although audit.hmac_key is set: a chain written before the key (check it, then"
+    " `imagepull-doctor audit adopt`), or one rewritten and downgraded to unkeyed hashes"
+)
+
+
+def check_head(head: ChainHead | None, key: bytes | None) -> AuditVerification | None:
+    """The verdict on the head alone (None when it may be trusted as far as it goes), before any row is read.
+
+    With a key every database has a head (the migration writes one): a missing head means it was deleted, and with
+    it, most likely, the rows. A signed head must carry a valid signature; an unsigned head is a chain from before
+    the key (its rows are then checked unkeyed, and any keyed row among them breaks it).
+    """
+    if head is None:
+        return AuditVerification(False, 0, 1, "the chain head is missing (the log or its head was deleted)")
+    if head.signature is None:
+        if key is not None and head.last_id > 0:
+            return AuditVerification(False, 0, head.last_id, UNSIGNED_HEAD)
+        return None
+    if key is None:
+        return AuditVerification(
+            False, 0, head.keyed_from, "the chain is keyed: set audit.hmac_key (IMAGEPULL_AUDIT__HMAC_KEY) to verify it"
+        )
+    if not head_is_authentic(head, key):
+        return AuditVerification(
+            False, 0, head.last_id, "the chain head's signature is wrong (head moved or rewritten without the key)"
+        )
+    return None
+
+
+def verify_chain(
+    records: Iterable[AuditRecord],
+    head: tuple[int, str] | None,
+    *,
+    key: bytes | None = None,
+    keyed_from: int | None = None,
+) -> AuditVerification:
     """Verify a whole chain held in memory (see `ChainVerifier`)."""
-    verifier = ChainVerifier()
+    verifier = ChainVerifier(key, keyed_from)
     for record in records:
         verifier.feed(record)
         if verifier.broken:

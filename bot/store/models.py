@@ -201,13 +201,26 @@ class AuditLogRow(Base):
 
 
 class AuditHeadRow(Base):
-    """The last (id, hash) of the audit chain, so that deleting the newest rows is detected too."""
+    """The last (id, hash) of the audit chain, so that deleting the newest rows is detected too; signed (HMAC) with
+    the audit key from `keyed_from` on (the first row chained with that key; None: an unkeyed chain)."""
 
     __tablename__ = "audit_head"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_id: Mapped[int] = mapped_column(Integer)
     last_hash: Mapped[str] = mapped_column(String(64))
+    keyed_from: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    signature: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class SeenRequestRow(Base):
+    """A signed Slack request or Socket Mode envelope already handled, shared by every replica until it expires."""
+
+    __tablename__ = "seen_requests"
+    __table_args__ = (Index(None, "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 metadata: MetaData = Base.metadata
@@ -230,5 +243,15 @@ PROPOSALS = cast(Table, ProposalRow.__table__)
 AUDIT_LOG = cast(Table, AuditLogRow.__table__)
 AUDIT_HEAD = cast(Table, AuditHeadRow.__table__)
 SLACK_PACE = cast(Table, SlackPaceRow.__table__)
+SEEN_REQUESTS = cast(Table, SeenRequestRow.__table__)
 
-ALL_TABLES: tuple[Table, ...] = (INCIDENTS, SLACK_THREADS, OUTBOX, PROPOSALS, AUDIT_LOG, AUDIT_HEAD, SLACK_PACE)
+ALL_TABLES: tuple[Table, ...] = (
+    INCIDENTS,
+    SLACK_THREADS,
+    OUTBOX,
+    PROPOSALS,
+    AUDIT_LOG,
+    AUDIT_HEAD,
+    SLACK_PACE,
+    SEEN_REQUESTS,
+)

@@ -10,7 +10,7 @@ import dataclasses
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, false, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 
 from bot.model import ActionKind, AuditEntry, Proposal, ProposalStatus
@@ -108,13 +108,26 @@ class ProposalsRepo:
         return proposal_from_row(row)
 
     @retry_disconnects
-    async def expire_proposals(self, now: datetime | None = None, *, audit: bool = False) -> int:
-        """Mark pending proposals whose expiry has passed as expired; returns how many.
+    async def expire_proposals(
+        self, now: datetime | None = None, *, audit: bool = False, approved_before: datetime | None = None
+    ) -> int:
+        """Mark pending proposals whose expiry has passed as expired; returns how many. With `approved_before`,
+        approved proposals (and forwarded requests) that nobody claimed and that were decided before it expire too.
 
         With `audit=True` each expiry also appends a "proposal.expired" row by actor "bot" in the same transaction.
         """
         now = now or utcnow()
-        due = select(PROPOSALS).where(PROPOSALS.c.status == ProposalStatus.PENDING.value, PROPOSALS.c.expires_at <= now)
+        pending = and_(PROPOSALS.c.status == ProposalStatus.PENDING.value, PROPOSALS.c.expires_at <= now)
+        stale = (
+            and_(
+                PROPOSALS.c.status == ProposalStatus.APPROVED.value,
+                PROPOSALS.c.result.is_(None),
+                PROPOSALS.c.decided_at <= approved_before,
+            )
+            if approved_before is not None
+            else false()
+        )
+        due = select(PROPOSALS).where(or_(pending, stale))
         async with self._db.write() as conn:
             rows = (await conn.execute(due.order_by(PROPOSALS.c.id).with_for_update())).mappings().all()
             if not rows:
@@ -122,7 +135,7 @@ class ProposalsRepo:
             ids = [r["id"] for r in rows]
             result = await conn.execute(
                 update(PROPOSALS)
-                .where(PROPOSALS.c.id.in_(ids), PROPOSALS.c.status == ProposalStatus.PENDING.value)
+                .where(PROPOSALS.c.id.in_(ids), or_(pending, stale))
                 .values(status=ProposalStatus.EXPIRED.value, decided_at=now)
             )
             if audit:
@@ -136,7 +149,9 @@ class ProposalsRepo:
                             action="proposal.expired",
                             target=proposal_target(proposal),
                             params={"action": proposal.action.value},
-                            result="expired",
+                            result="expired"
+                            if row["status"] == ProposalStatus.PENDING.value
+                            else "expired: approved but not run in time",
                             at=now,
                             proposal_id=proposal.id,
                             incident_key=proposal.incident_key,

@@ -29,25 +29,28 @@ from bot.store.engine import Database, make_engine, utcnow
 from bot.store.incidents_repo import IncidentsRepo, SlackThreadsRepo
 from bot.store.outbox_repo import OutboxRepo, PaceRepo
 from bot.store.proposals_repo import ProposalsRepo, proposal_target
+from bot.store.seen_repo import SeenRequestsRepo
 
 
 class Store:
     """Async access to the bot's tables; every public method is one transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, audit_key: bytes | None = None) -> None:
         self._db = Database(engine)
         self.dialect: str = self._db.dialect
-        self.audit = AuditRepo(self._db)
+        self.audit = AuditRepo(self._db, audit_key)
         self.proposals = ProposalsRepo(self._db, self.audit)
         self.threads = SlackThreadsRepo(self._db)
         self.outbox = OutboxRepo(self._db, self.threads)
         self.pace = PaceRepo(self._db)
         self.incidents = IncidentsRepo(self._db, self.outbox)
+        self.seen = SeenRequestsRepo(self._db)
 
     @classmethod
-    async def open(cls, url: str, *, echo: bool = False) -> Store:
-        """Connect to `url` (runs no migration; raises if the database cannot be reached)."""
-        store = cls(make_engine(url, echo=echo))
+    async def open(cls, url: str, *, echo: bool = False, audit_key: bytes | None = None) -> Store:
+        """Connect to `url` (runs no migration; raises if the database cannot be reached); `audit_key` keys the audit
+        chain (HMAC-SHA256, see `bot.store.audit`)."""
+        store = cls(make_engine(url, echo=echo), audit_key=audit_key)
         try:
             await store._db.check()
         except BaseException:
@@ -161,9 +164,12 @@ class Store:
             proposal_id, expected, new, decided_by=decided_by, result=result, now=now, audit=audit
         )
 
-    async def expire_proposals(self, now: datetime | None = None, *, audit: bool = False) -> int:
-        """Mark pending proposals whose expiry has passed as expired; returns how many."""
-        return await self.proposals.expire_proposals(now, audit=audit)
+    async def expire_proposals(
+        self, now: datetime | None = None, *, audit: bool = False, approved_before: datetime | None = None
+    ) -> int:
+        """Mark pending proposals whose expiry has passed (and, with `approved_before`, approved ones nobody claimed
+        in time) as expired; returns how many."""
+        return await self.proposals.expire_proposals(now, audit=audit, approved_before=approved_before)
 
     # ---- audit (bot.store.audit_repo) ----
 
@@ -174,6 +180,14 @@ class Store:
     async def list_audit(self, since: datetime | None = None, limit: int = 100) -> list[AuditRecord]:
         """Audit rows in id order: the first `limit` at or after `since`, or (without `since`) the newest `limit`."""
         return await self.audit.list_audit(since, limit)
+
+    async def first_delivery(self, key: str, ttl_s: float) -> bool:
+        """Record a Slack request or envelope key; True unless any replica saw it within `ttl_s` (see seen_repo)."""
+        return await self.seen.first_time(key, ttl_s)
+
+    async def adopt_unkeyed_audit(self) -> AuditVerification:
+        """Sign the head of an audit chain written before the HMAC key was set, once it verifies (operator's step)."""
+        return await self.audit.adopt_unkeyed()
 
     async def verify_audit(self) -> AuditVerification:
         """Walk the whole chain in one consistent snapshot and report the first edited, deleted or reordered row."""

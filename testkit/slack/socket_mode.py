@@ -127,6 +127,13 @@ class FakeSocketMode:
         await random.choice(self._sockets).send_json(envelope)
         return envelope_id
 
+    async def redeliver(self, envelope_id: str) -> None:
+        """Send an envelope again with the same envelope id, as Slack does when an ack did not reach it in time."""
+        envelope = next(e for e in self.sent if e["envelope_id"] == envelope_id)
+        again = {**envelope, "retry_attempt": int(envelope.get("retry_attempt") or 0) + 1, "retry_reason": "timeout"}
+        await asyncio.wait_for(self.connected.wait(), 5)
+        await self._sockets[0].send_json(again)
+
     async def send_slash_command(
         self,
         command: str,

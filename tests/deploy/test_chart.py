@@ -63,6 +63,7 @@ SECRET_ENV = {
     "IMAGEPULL_SLACK__BOT_TOKEN": "botTokenKey",
     "IMAGEPULL_SLACK__APP_TOKEN": "appTokenKey",
     "IMAGEPULL_SLACK__SIGNING_SECRET": "signingSecretKey",
+    "IMAGEPULL_AUDIT__HMAC_KEY": "auditHmacKeyKey",
 }
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "escalate", "bind", "impersonate"}
 
@@ -332,6 +333,7 @@ def test_rendered_environment_is_accepted_by_the_bot_settings(
         "slack-bot-token": "xoxb-test",
         "slack-signing-secret": "signing-test",
         "database-url": "postgresql+asyncpg://ipd@db:5432/ipd",
+        "audit-hmac-key": "audit-key-test",
     }
     for key in list(os.environ):
         if key.startswith("IMAGEPULL_"):

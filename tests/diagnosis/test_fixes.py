@@ -94,9 +94,8 @@ def test_auth_failure_never_overwrites_the_pods_secret() -> None:
     fixes = fix_commands(Cause.AUTH_FAILED, failure(), inspection(), FACTS)
     create = next(f for f in fixes if "create secret docker-registry" in f.command)
     assert create.mutating
-    assert create.command.startswith(
-        "kubectl -n shop create secret docker-registry regcred-ghcr-io --docker-server=ghcr.io"
-    )
+    assert create.command.startswith("kubectl -n shop create secret docker-registry --docker-server=ghcr.io")
+    assert create.command.endswith(" -- regcred-ghcr-io")  # the name after `--` (issue 18, point 7)
     assert '--docker-username="$REGISTRY_USER"' in create.command
     assert '--docker-password="$REGISTRY_PASSWORD"' in create.command
     assert " apply " not in create.command
@@ -114,7 +113,7 @@ def test_docker_hub_secret_uses_the_index_server() -> None:
 def test_missing_secret_is_recreated_under_its_own_name() -> None:
     """pull_secret_missing recreates the secret the pod refers to."""
     fixes = fix_commands(Cause.PULL_SECRET_MISSING, failure(), inspection(secret="regcred-old", exists=False), FACTS)
-    assert any(" docker-registry regcred-old " in f.command for f in fixes)
+    assert any(" -- regcred-old " in f.command for f in fixes)
 
 
 def test_tag_not_found_sets_the_image_on_the_workload() -> None:
@@ -251,9 +250,10 @@ def test_link_creates_the_list_when_the_service_account_has_none(tmp_path: Path)
 
 @pytest.mark.parametrize("name", HOSTILE)
 def test_link_with_a_hostile_service_account_name_runs_only_kubectl(tmp_path: Path, name: str) -> None:
-    """A ServiceAccount name with shell syntax reaches kubectl whole, as one argument, and runs nothing else."""
+    """A ServiceAccount name with shell syntax is no Kubernetes name: the command names the default ServiceAccount
+    (issue 18, point 7) and runs nothing but kubectl."""
     calls = _run_link(tmp_path, name, "")
-    assert [call[4] for call in calls] == [name, name]
+    assert [call[4] for call in calls] == ["default", "default"]
     assert [call[2] for call in calls] == ["get", "patch"]
 
 

@@ -23,6 +23,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.flows import Flows
 from bot.kube.client import load_api_client
 from bot.model import ActionKind, Cause, Diagnosis, Facts, Incident, WorkloadRef
+from bot.registry.netguard import LOOPBACK_NETWORKS
 from bot.registry.probe import RegistryProber
 from bot.settings import AccessSettings, ExecutorSettings, KubeSettings, RegistrySettings, Settings, SlackSettings
 from bot.slack.bolt_app import build_app, http_routes
@@ -65,7 +66,9 @@ def settings_for(cluster: str, kubeconfig: Path, registry_host: str, *, two_pers
     return Settings(
         slack=SlackSettings(bot_token=SecretStr(TOKEN), signing_secret=SecretStr(SIGNING_SECRET), mode="http"),
         kube=KubeSettings(kubeconfig=kubeconfig, context="sim", cluster_name=cluster, exclude_namespaces=[]),
-        registry=RegistrySettings(insecure_registries=[registry_host], probe_budget_s=3.0),
+        registry=RegistrySettings(
+            insecure_registries=[registry_host], probe_budget_s=3.0, allow_networks=list(LOOPBACK_NETWORKS)
+        ),
         access=AccessSettings(grants=GRANTS, two_person_rule=two_person, proposal_ttl_s=600),
         executor=ExecutorSettings(settle_s=0),
     )

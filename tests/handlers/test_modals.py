@@ -9,6 +9,7 @@ from bot.flows import SecretDefaults
 from handlers.modals import recreate_secret_view
 from testkit.kube import objects as o
 from tests.handlers.conftest import (
+    OPS_MEMBER,
     REQUESTER,
     SlackEndpoint,
     World,
@@ -49,13 +50,13 @@ async def test_wrong_credentials_are_refused_and_right_ones_proposed(world: Worl
     image = f"{world.registry_host}/team/web:v9"
     view = recreate_secret_view(SecretDefaults("prod", "shop", image=image), "C0ALERTS")
     typed = {"secret": "regcred", "source": "", "server": world.registry_host, "username": "robot", "image": image}
-    bad = submission(view, {**typed, "password": "wrong-pass-77xq"})
+    bad = submission(view, {**typed, "password": "wrong-pass-77xq"}, OPS_MEMBER)  # testing needs the grant
     status, _ = await endpoint.post(bad, signed_headers(bad))
     assert status == 200
     (refusal,) = await eventually(lambda: world.slack.ephemerals)
     assert "rejected these credentials (401)" in refusal.text
     assert [r.entry.action for r in await world.store.list_audit()] == ["proposal.refused"]
-    good = submission(view, {**typed, "password": "right-pass-9f3k"})
+    good = submission(view, {**typed, "password": "right-pass-9f3k"}, OPS_MEMBER)
     await endpoint.post(good, signed_headers(good))
     (proposal,) = await eventually_async(world.store.pending_proposals)
     assert proposal.params["mode"] == "credentials" and "right-pass" not in json.dumps(proposal.params)

@@ -10,6 +10,7 @@ import pytest
 
 from bot.imageref import parse
 from bot.model import Credentials, ProbeOutcome
+from bot.registry.netguard import LOOPBACK_NETWORKS
 from bot.registry.probe import RegistryProber
 from bot.settings import RegistrySettings
 from tests.registry.conftest import PASSWORD, USERNAME, RealRegistry
@@ -19,7 +20,9 @@ pytestmark = pytest.mark.integration
 
 def _prober(registry: RealRegistry, **kw: object) -> RegistryProber:
     insecure = [registry.host] if registry.scheme == "http" else []
-    return RegistryProber(RegistrySettings(insecure_registries=insecure, probe_budget_s=3.0, **kw))  # type: ignore[arg-type]
+    return RegistryProber(
+        RegistrySettings(insecure_registries=insecure, probe_budget_s=3.0, allow_networks=list(LOOPBACK_NETWORKS), **kw)
+    )  # type: ignore[arg-type]
 
 
 async def test_existing_tag_is_ok(plain_registry: RealRegistry) -> None:
@@ -156,7 +159,7 @@ async def test_tls_trusted_with_ca_file(tls_registry: RealRegistry) -> None:
 
 async def test_https_to_plain_registry_is_tls(plain_registry: RealRegistry) -> None:
     """A plain-HTTP registry not listed as insecure fails the TLS handshake (https by default)."""
-    prober = RegistryProber(RegistrySettings(probe_budget_s=3.0))
+    prober = RegistryProber(RegistrySettings(probe_budget_s=3.0, allow_networks=list(LOOPBACK_NETWORKS)))
     try:
         result = await prober.probe(parse(f"{plain_registry.host}/team/app:1.2.3"), None, None)
     finally:
@@ -166,7 +169,7 @@ async def test_https_to_plain_registry_is_tls(plain_registry: RealRegistry) -> N
 
 async def test_dns_failure() -> None:
     """A `.invalid` host never resolves."""
-    prober = RegistryProber(RegistrySettings(probe_budget_s=3.0))
+    prober = RegistryProber(RegistrySettings(probe_budget_s=3.0, allow_networks=list(LOOPBACK_NETWORKS)))
     try:
         result = await prober.probe(parse("registry.example.invalid/team/app:1.0"), None, None)
     finally:
@@ -180,7 +183,9 @@ async def test_connection_refused() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     host = f"127.0.0.1:{port}"
-    prober = RegistryProber(RegistrySettings(insecure_registries=[host], probe_budget_s=3.0))
+    prober = RegistryProber(
+        RegistrySettings(insecure_registries=[host], probe_budget_s=3.0, allow_networks=list(LOOPBACK_NETWORKS))
+    )
     started = time.monotonic()
     try:
         result = await prober.probe(parse(f"{host}/team/app:1.0"), None, None)

@@ -10,6 +10,7 @@ import pytest
 
 from bot.imageref import parse
 from bot.model import Credentials, ProbeOutcome
+from bot.registry.netguard import LOOPBACK_NETWORKS
 from bot.registry.probe import RegistryProber, api_host, credential_fingerprint
 from bot.settings import RegistrySettings
 from testkit.oci.simregistry import SimRegistry
@@ -18,7 +19,11 @@ SECRET = "s3cret-pass-word"
 
 
 def _prober(sim: SimRegistry, budget_s: float = 2.0, **kw: object) -> RegistryProber:
-    return RegistryProber(RegistrySettings(insecure_registries=[sim.host], probe_budget_s=budget_s, **kw))  # type: ignore[arg-type]
+    return RegistryProber(
+        RegistrySettings(
+            insecure_registries=[sim.host], probe_budget_s=budget_s, allow_networks=list(LOOPBACK_NETWORKS), **kw
+        )
+    )  # type: ignore[arg-type]
 
 
 async def test_rate_limit_headers_are_parsed(sim: SimRegistry) -> None:

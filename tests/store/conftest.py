@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from bot.store.audit import GENESIS_HASH
 from bot.store.migrate import upgrade
-from bot.store.models import metadata
+from bot.store.models import AUDIT_HEAD, metadata
 from bot.store.store import Store
 
 OpenStore = Callable[[], Awaitable[Store]]
@@ -53,6 +54,8 @@ async def migrated_url(schema_url: str) -> str:
             async with store.engine.begin() as conn:  # DELETE is much faster than TRUNCATE on tiny tables
                 for table in reversed(metadata.sorted_tables):
                     await conn.execute(table.delete())
+                # as the migration leaves it: the audit chain head at the genesis (a missing head means tampering)
+                await conn.execute(AUDIT_HEAD.insert().values(id=1, last_id=0, last_hash=GENESIS_HASH))
         finally:
             await store.close()
     return schema_url
