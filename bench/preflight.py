@@ -28,6 +28,7 @@ import aiohttp
 from bot.kube.client import load_api_client
 from bot.prevention.findings import Risk
 from bot.prevention.scanner import LatentScanner, ScanSettings
+from bot.registry.netguard import LOOPBACK_NETWORKS
 from bot.registry.probe import RegistryProber
 from bot.settings import KubeSettings, RegistrySettings
 from testkit.kube.apiserver import SimCluster
@@ -94,7 +95,10 @@ async def measure(workloads: int, images: int, seeded_per_kind: int, workdir: Pa
         session = aiohttp.ClientSession(trace_configs=[trace], connector=aiohttp.TCPConnector(limit_per_host=8))
         api = await load_api_client(KubeSettings(kubeconfig=cluster.write_kubeconfig(workdir / "kubeconfig")))
         hosts = [public.host, private.host, limited_host]
-        prober = RegistryProber(RegistrySettings(insecure_registries=hosts, probe_budget_s=5.0), session=session)
+        prober = RegistryProber(
+            RegistrySettings(allow_networks=list(LOOPBACK_NETWORKS), insecure_registries=hosts, probe_budget_s=5.0),
+            session=session,
+        )
         try:
             started = time.monotonic()
             report = await LatentScanner(api, prober, ScanSettings(max_per_registry_per_minute=100_000)).scan()

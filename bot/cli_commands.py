@@ -76,6 +76,7 @@ async def diagnose(settings: Settings, namespace: str, pod: str, *, as_json: boo
 async def scan(settings: Settings, namespace: str | None, *, as_json: bool) -> int:
     """The latent-failure scan (`bot.prevention`): exit 0 when nothing is at risk, 1 when something is."""
     from bot.kube.client import load_api_client
+    from bot.prevention.findings import Risk
     from bot.prevention.scanner import LatentScanner
     from bot.registry.probe import RegistryProber
 
@@ -106,12 +107,12 @@ async def scan(settings: Settings, namespace: str | None, *, as_json: bool) -> i
                 print(f"    fix: {f.fix}")
         for line in report.could_not_read:
             print(f"could not check: {line}")
-        at_risk = len({(f.namespace, f.workload) for f in report.findings})
+        at_risk = len({(f.namespace, f.workload) for f in report.findings if f.risk is not Risk.UNCHECKED})
         print(
             f"{report.workloads} workloads, {report.images} images, {report.checks} registry checks: "
             f"{at_risk} workloads at risk in {report.seconds:.1f}s"
         )
-    return 1 if report.findings else 0
+    return 1 if any(f.risk is not Risk.UNCHECKED for f in report.findings) else 0
 
 
 async def db_upgrade(settings: Settings) -> int:

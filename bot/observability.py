@@ -151,11 +151,19 @@ class MeteredProber:
         self._metrics = metrics
 
     async def probe(
-        self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None, *, fresh: bool = False
+        self,
+        ref: ImageRef,
+        credentials: Credentials | None,
+        node_platform: str | None,
+        *,
+        fresh: bool = False,
+        near_names: bool = True,
     ) -> ProbeResult:
         """Probe through the wrapped prober and count the outcome ("exception" when it raised)."""
         try:
-            result: ProbeResult = await self._prober.probe(ref, credentials, node_platform, fresh=fresh)
+            result: ProbeResult = await self._prober.probe(
+                ref, credentials, node_platform, fresh=fresh, near_names=near_names
+            )
         except Exception:
             self._metrics.probe_outcomes.labels(outcome="exception").inc()
             raise

@@ -50,6 +50,7 @@ from bot.kube.dockerconfig import lookup, parse_secret
 from bot.kube.inspect import Inspector
 from bot.model import Diagnosis, PullFailure, WorkloadRef
 from bot.registry.auth import parse_challenge, token_query
+from bot.registry.netguard import LOOPBACK_NETWORKS
 from bot.registry.probe import MANIFEST_ACCEPT, RegistryProber
 from bot.settings import KubeSettings, RegistrySettings
 from testkit.kube import objects as k8s
@@ -662,7 +663,14 @@ async def run_all(path: Path, kubectl_versions: tuple[str, ...] = ("1.27", "1.33
     async with world() as w, aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
         api = await load_api_client(KubeSettings(kubeconfig=w.kubeconfig))
         insecure = [h for n, h in w.registries.items() if w.schemes[n] == "http"]
-        prober = RegistryProber(RegistrySettings(probe_budget_s=2.0, insecure_registries=insecure, cache_ttl_s=0.0))
+        prober = RegistryProber(
+            RegistrySettings(
+                allow_networks=list(LOOPBACK_NETWORKS),
+                probe_budget_s=2.0,
+                insecure_registries=insecure,
+                cache_ttl_s=0.0,
+            )
+        )
         try:
             diagnoser = Diagnoser(Inspector(api, timeout_s=3.0), prober, fresh=True)
             runner = Runner(w, session, kubectls)

@@ -294,6 +294,7 @@ async def test_scan_deep_reports_a_tag_that_retention_deleted(
     settings = {
         "IMAGEPULL_KUBE__KUBECONFIG": str(sim.write_kubeconfig(tmp_path / "kubeconfig")),
         "IMAGEPULL_REGISTRY__INSECURE_REGISTRIES": f'["{host}"]',
+        "IMAGEPULL_REGISTRY__ALLOW_NETWORKS": '["127.0.0.0/8"]',
     }
     code, out, err = await acli("scan", "--deep", cwd=tmp_path, **settings)
     assert code == 1, err

@@ -121,6 +121,10 @@ def _slug(host: str) -> str:
 
 
 def _create_secret(ns: str, name: str, server: str, registry: str) -> FixCommand:
+    # kubectl counts only the arguments before `--` as the NAME of `create secret` ("exactly one NAME is required,
+    # got 0", NameFromCommandArgs with ArgsLenAtDash), so the name cannot follow `--`: it is checked as the API checks
+    # object names (DNS-1123, never starting with "-") instead, and an invalid one is replaced.
+    name = name if valid_name(name) else DEFAULT_SECRET_NAME
     return FixCommand(
         f"Create the pull secret {name} for {registry} (fill in REGISTRY_USER and REGISTRY_PASSWORD)",
         _kubectl(
@@ -128,11 +132,10 @@ def _create_secret(ns: str, name: str, server: str, registry: str) -> FixCommand
             "create",
             "secret",
             "docker-registry",
+            q(name),
             q(f"--docker-server={server}"),
             '--docker-username="$REGISTRY_USER"',
             '--docker-password="$REGISTRY_PASSWORD"',
-            "--",  # the end of the flags: the name is a positional argument whatever it looks like
-            q(name),
         ),
         mutating=True,
     )
@@ -189,7 +192,9 @@ def _secret_commands(
     sent = [c for c in checks if c.referenced_by == "pod"]
     on_sa = [c for c in checks if c.referenced_by == "serviceaccount" and c.exists and c.parses and c.matches_image]
     linkable = [c for c in checks if c.referenced_by == "namespace" and c.exists and c.parses and c.matches_image]
-    missing = [c for c in sent if not c.exists]
+    # A name the API would refuse for an object (`--kubeconfig=evil.conf`: pod specs' imagePullSecrets are not
+    # validated) is never put into a command; a secret of a valid new name is proposed instead.
+    missing = [c for c in sent if not c.exists and valid_name(c.name)]
     if cause is Cause.RATE_LIMITED and any(c.exists and c.matches_image for c in sent):
         return out  # the pod already pulls with credentials: another secret does not raise the limit
     if cause is Cause.PULL_SECRET_MISSING and missing:

@@ -40,7 +40,13 @@ _STRIKES = frozenset({ProbeOutcome.TIMEOUT, ProbeOutcome.REFUSED, ProbeOutcome.D
 
 class Prober(Protocol):
     async def probe(
-        self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None, *, fresh: bool = False
+        self,
+        ref: ImageRef,
+        credentials: Credentials | None,
+        node_platform: str | None,
+        *,
+        fresh: bool = False,
+        near_names: bool = True,
     ) -> ProbeResult: ...
 
 
@@ -177,7 +183,7 @@ class LatentScanner:
         # Read a multi-platform index (to compare its platforms) except on Docker Hub, where a GET is a pull.
         platform = None if check.ref.registry == "docker.io" else next(iter(sorted(check.platforms)), "linux/amd64")
         try:
-            return await self._prober.probe(check.ref, check.credentials, platform, fresh=True)
+            return await self._prober.probe(check.ref, check.credentials, platform, fresh=True, near_names=False)
         except Exception as exc:  # a prober that fails leaves this check unchecked, never the scan
             log.warning("scan: probe of %s failed: %s", check.ref, type(exc).__name__)
             return ProbeResult(check.ref.registry, check.ref.repository, check.ref.reference, ProbeOutcome.ERROR)

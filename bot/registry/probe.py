@@ -241,7 +241,7 @@ class RegistryProber:
         self.settings = settings
         self._session = session
         self._own_session = session is None
-        self._cache: CoalescingCache[tuple[str, str, str, str], ProbeResult] = CoalescingCache(settings.cache_ttl_s)
+        self._cache: CoalescingCache[tuple[str, ...], ProbeResult] = CoalescingCache(settings.cache_ttl_s)
         self._insecure = frozenset(imageref.registry_key(h) for h in settings.insecure_registries)
         self._no_probe = frozenset(imageref.registry_key(h) for h in settings.no_probe_registries)
         # What each registry's /v2/ answered lately: its auth challenge, or None when it needs none. A scan asks one
@@ -257,17 +257,25 @@ class RegistryProber:
         return f"RegistryProber(budget_s={self.settings.probe_budget_s}, cached={len(self._cache.cache)})"
 
     async def probe(
-        self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None, *, fresh: bool = False
+        self,
+        ref: ImageRef,
+        credentials: Credentials | None,
+        node_platform: str | None,
+        *,
+        fresh: bool = False,
+        near_names: bool = True,
     ) -> ProbeResult:
-        """What the registry says about `ref`; never raises (but for cancellation). `fresh` skips the cache."""
+        """What the registry says about `ref`; never raises (but for cancellation). `fresh` skips the cache;
+        `near_names=False` skips the search for near repository names after a refusal (the latent-failure scan needs
+        only the verdict, and spends no requests on what a diagnosis would tell a user)."""
         if not self.settings.probe_enabled or imageref.registry_key(ref.registry) in self._no_probe:
             return ProbeResult(
                 ref.registry, ref.repository, ref.reference, ProbeOutcome.SKIPPED, detail="probing is switched off"
             )
         fingerprint = credential_fingerprint(credentials)
-        key = (ref.registry, ref.repository, ref.reference, fingerprint)
+        key = (ref.registry, ref.repository, ref.reference, fingerprint, "near" if near_names else "lean")
         result, shared = await self._cache.get_or_compute(
-            key, lambda: self._probe_bounded(ref, credentials, node_platform), fresh=fresh
+            key, lambda: self._probe_bounded(ref, credentials, node_platform, near_names), fresh=fresh
         )
         return replace(result, cached=True) if shared else result
 
@@ -291,13 +299,13 @@ class RegistryProber:
         return URL(f"{scheme}://{api_host(registry)}")
 
     async def _probe_bounded(
-        self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None
+        self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None, near_names: bool = True
     ) -> ProbeResult:
         state = _State()
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.probe_budget_s):
-                await self._converse(ref, credentials, node_platform, state)
+                await self._converse(ref, credentials, node_platform, state, near_names)
         except _Stop as stop:
             state.outcome, state.http_status, state.detail = stop.outcome, stop.status, stop.detail
         except TimeoutError:
@@ -347,7 +355,12 @@ class RegistryProber:
         return result
 
     async def _converse(
-        self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None, state: _State
+        self,
+        ref: ImageRef,
+        credentials: Credentials | None,
+        node_platform: str | None,
+        state: _State,
+        near_names: bool = True,
     ) -> None:
         base = self._base_url(ref.registry)
         ssl_context = self._ssl_context if base.scheme == "https" else None
@@ -358,7 +371,8 @@ class RegistryProber:
         await self._manifest(talk, ref, node_platform)
         if state.outcome == ProbeOutcome.MANIFEST_UNKNOWN and ref.digest is None:
             await self._tags(talk, ref)
-        if state.outcome in (ProbeOutcome.NAME_UNKNOWN, ProbeOutcome.UNAUTHORIZED, ProbeOutcome.FORBIDDEN):
+        refused = state.outcome in (ProbeOutcome.NAME_UNKNOWN, ProbeOutcome.UNAUTHORIZED, ProbeOutcome.FORBIDDEN)
+        if refused and near_names:
             await self._near_repositories(talk, ref, credentials)
 
     async def _near_repositories(self, talk: _Conversation, ref: ImageRef, credentials: Credentials | None) -> None:

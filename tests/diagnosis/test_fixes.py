@@ -94,8 +94,9 @@ def test_auth_failure_never_overwrites_the_pods_secret() -> None:
     fixes = fix_commands(Cause.AUTH_FAILED, failure(), inspection(), FACTS)
     create = next(f for f in fixes if "create secret docker-registry" in f.command)
     assert create.mutating
-    assert create.command.startswith("kubectl -n shop create secret docker-registry --docker-server=ghcr.io")
-    assert create.command.endswith(" -- regcred-ghcr-io")  # the name after `--` (issue 18, point 7)
+    assert create.command.startswith(
+        "kubectl -n shop create secret docker-registry regcred-ghcr-io --docker-server=ghcr.io"
+    )  # a name checked as the API checks names (kubectl takes no NAME after `--`, so it cannot go there)
     assert '--docker-username="$REGISTRY_USER"' in create.command
     assert '--docker-password="$REGISTRY_PASSWORD"' in create.command
     assert " apply " not in create.command
@@ -113,7 +114,7 @@ def test_docker_hub_secret_uses_the_index_server() -> None:
 def test_missing_secret_is_recreated_under_its_own_name() -> None:
     """pull_secret_missing recreates the secret the pod refers to."""
     fixes = fix_commands(Cause.PULL_SECRET_MISSING, failure(), inspection(secret="regcred-old", exists=False), FACTS)
-    assert any(" -- regcred-old " in f.command for f in fixes)
+    assert any(" docker-registry regcred-old " in f.command for f in fixes)
 
 
 def test_tag_not_found_sets_the_image_on_the_workload() -> None:

@@ -126,7 +126,13 @@ class NoRegistry:
     """The scan's prober for an RBAC test: no registry is asked (what the scan reads from the API is the point)."""
 
     async def probe(
-        self, ref: ImageRef, credentials: Credentials | None, node_platform: str | None, *, fresh: bool = False
+        self,
+        ref: ImageRef,
+        credentials: Credentials | None,
+        node_platform: str | None,
+        *,
+        fresh: bool = False,
+        near_names: bool = True,
     ) -> ProbeResult:
         return ProbeResult(ref.registry, ref.repository, ref.reference, ProbeOutcome.SKIPPED)
 

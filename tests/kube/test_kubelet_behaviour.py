@@ -1,6 +1,6 @@
 """What real kubelets write, against the watcher (simulated API server, real kubernetes_asyncio client).
 
-Each test here failed before the bot learned the behaviour it names (docs/kubernetes/kubelet.md).
+Each test here failed before the bot learned the behaviour it names (docs/KUBERNETES.md).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import pytest
 from bot.kube.client import load_api_client
 from bot.prevention.findings import Risk
 from bot.prevention.scanner import LatentScanner, ScanSettings
+from bot.registry.netguard import LOOPBACK_NETWORKS
 from bot.registry.probe import RegistryProber
 from bot.settings import KubeSettings, RegistrySettings
 from testkit.kube import objects as k8s
@@ -65,7 +66,9 @@ async def test_every_seeded_latent_failure_is_found_and_nothing_else(
     latent, cluster, hosts = world
     latent.build(workloads=60, images=30, seeded_per_kind=1, namespaces=4)
     api = await load_api_client(KubeSettings(kubeconfig=cluster.write_kubeconfig(tmp_path / "kubeconfig")))
-    prober = RegistryProber(RegistrySettings(insecure_registries=hosts, probe_budget_s=3.0))
+    prober = RegistryProber(
+        RegistrySettings(allow_networks=list(LOOPBACK_NETWORKS), insecure_registries=hosts, probe_budget_s=3.0)
+    )
     try:
         report = await LatentScanner(api, prober, ScanSettings()).scan()
     finally:
@@ -90,7 +93,9 @@ async def test_a_scan_that_cannot_read_says_so(
     latent.build(workloads=10, images=5, seeded_per_kind=0, namespaces=2)
     cluster.faults.fail_next(1, 500, path_prefix="/apis/apps/v1/statefulsets")
     api = await load_api_client(KubeSettings(kubeconfig=cluster.write_kubeconfig(tmp_path / "kubeconfig")))
-    prober = RegistryProber(RegistrySettings(insecure_registries=hosts, probe_budget_s=3.0))
+    prober = RegistryProber(
+        RegistrySettings(allow_networks=list(LOOPBACK_NETWORKS), insecure_registries=hosts, probe_budget_s=3.0)
+    )
     try:
         report = await LatentScanner(api, prober).scan()
     finally:
@@ -117,7 +122,9 @@ async def test_a_hanging_registry_is_benched_and_the_scan_finishes(tmp_path: Pat
             cluster.put(k8s.replicaset(deploy))
         hang.set_fault("hang", on="all")
         api = await load_api_client(KubeSettings(kubeconfig=cluster.write_kubeconfig(tmp_path / "kubeconfig")))
-        prober = RegistryProber(RegistrySettings(insecure_registries=[host], probe_budget_s=0.5))
+        prober = RegistryProber(
+            RegistrySettings(allow_networks=list(LOOPBACK_NETWORKS), insecure_registries=[host], probe_budget_s=0.5)
+        )
         try:
             started = time.monotonic()
             report = await LatentScanner(api, prober, ScanSettings(concurrency=2)).scan()
@@ -147,7 +154,11 @@ async def test_a_rate_limited_registry_is_asked_once(
             cluster.put(k8s.replicaset(deploy))
         limited.set_fault("rate_limit", on="all")
         api = await load_api_client(KubeSettings(kubeconfig=cluster.write_kubeconfig(tmp_path / "kubeconfig")))
-        prober = RegistryProber(RegistrySettings(insecure_registries=[*hosts, host], probe_budget_s=3.0))
+        prober = RegistryProber(
+            RegistrySettings(
+                allow_networks=list(LOOPBACK_NETWORKS), insecure_registries=[*hosts, host], probe_budget_s=3.0
+            )
+        )
         try:
             report = await LatentScanner(api, prober, ScanSettings(concurrency=1)).scan()
         finally:
