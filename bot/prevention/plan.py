@@ -31,6 +31,7 @@ class SecretView:
     exists: bool
     config: DockerConfig | None = None
     written: datetime | None = None
+    refresher: str | None = None  # "ExternalSecret/registry-creds": the controller that owns (rewrites) the secret
 
 
 @dataclass(slots=True)
@@ -124,6 +125,10 @@ def plan(
                     risk = Risk.CREDENTIAL_EXPIRED if state == "expired" else Risk.CREDENTIAL_EXPIRING
                     when = expiry.at.strftime("%Y-%m-%d %H:%M UTC")
                     said = f"credentials for {ref.registry} {state} at {when} ({expiry.basis})"
+                    if source.refresher and state == "expired" and source.written is not None:
+                        # a secret its controller should keep fresh, yet expired: the refresher has stopped
+                        since = source.written.strftime("%Y-%m-%d %H:%M UTC")
+                        said += f"; {source.refresher} manages it but has not rewritten it since {since}"
                     findings.append(
                         Finding(
                             risk,

@@ -271,7 +271,15 @@ class LatentScanner:
                 report.could_not_read.append(f"could not read secret {ns}/{name} (not JSON)")
                 return None
             meta = obj.get("metadata") or {}
-            return SecretView(ns, name, True, parse_secret(obj.get("type"), obj.get("data")), last_written(meta))
+            owner = _controller(meta)
+            return SecretView(
+                ns,
+                name,
+                True,
+                parse_secret(obj.get("type"), obj.get("data")),
+                last_written(meta),
+                f"{owner[0]}/{owner[1]}" if owner else None,
+            )
 
         views = await asyncio.gather(*(read(ns, n) for ns, n in sorted(wanted)))
         return {(v.namespace, v.name): v for v in views if v is not None}

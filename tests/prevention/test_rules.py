@@ -166,3 +166,17 @@ def test_a_healthy_answer_is_no_finding() -> None:
     needed = {("shop", "deployment/api", "api"): frozenset({"linux/amd64", "linux/arm64"})}
     assert evaluate(probe, ((spec, "api", "ghcr.io/acme/api:1.0"),), needed) == []
     assert quota_left("76;w=21600") == 76 and quota_left(None) is None
+
+
+def test_an_expired_token_of_a_stopped_refresher_says_so() -> None:
+    """An ECR secret owned by a refresher (External Secrets) that expired: its refresher has stopped rewriting it."""
+    ecr = "123456789012.dkr.ecr.eu-west-1.amazonaws.com"
+    deploy = k8s.deployment("api", "shop", f"{ecr}/api:1.0", 1)
+    deploy["spec"]["template"]["spec"]["imagePullSecrets"] = [{"name": "regcred"}]
+    spec = spec_of(deploy)
+    assert spec is not None
+    view = _secret(ecr, "not-an-envelope")
+    stale = SecretView(view.namespace, view.name, True, view.config, NOW - timedelta(hours=14), "ExternalSecret/ecr")
+    (found,) = plan([spec], [AMD], {}, {("shop", "regcred"): stale}, now=NOW).findings
+    assert found.risk is Risk.CREDENTIAL_EXPIRED
+    assert "ExternalSecret/ecr manages it but has not rewritten it since 2026-11-29 22:00 UTC" in found.detail
