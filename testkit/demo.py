@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from bot.model import AuditEntry, IncidentStatus
 from bot.settings import (
     AccessSettings,
+    AuditSettings,
     HASettings,
     IncidentSettings,
     KubeSettings,
@@ -278,6 +279,8 @@ def demo_settings(base: Settings, workdir: Path, kubeconfig: Path, hosts: list[s
         incidents=IncidentSettings(storm_window_s=1.0, update_interval_s=1.0, resolve_grace_s=2.0),
         ha=HASettings(lease_namespace="default", lease_duration_s=6.0, renew_s=1.0, identity="demo-bot"),
         # Both may link secrets in billing; the two-person rule still stops the developer approving her own request.
+        # The demo's own audit key (a real install takes it from a Kubernetes Secret): the chain is keyed and signed.
+        audit=AuditSettings(hmac_key=SecretStr("imagepull-demo-audit-key-not-a-secret")),
         access=AccessSettings(
             grants={DEV: ["billing:link_secret"], LEAD: ["billing:link_secret", "billing:delete_pod"]},
             two_person_rule=True,
