@@ -33,6 +33,7 @@ from testkit.oci.docker_registry import free_port
 from testkit.slack.web_api import FakeSlackApi
 from tests.chaos.conftest import BAD_TAG, GOOD_TAG, World, check_invariants, running_bot, wait_for
 from tests.conftest import fresh_pg_database, pg_database_url
+from tests.logcapture import LogCapture
 
 SLACK_TOKEN = f"xoxb-{secrets.token_hex(8)}-leaktest"
 SIGNING_SECRET = secrets.token_hex(16)
@@ -70,23 +71,11 @@ def _leaks(where: str, text: str) -> list[str]:
     return [f"{name} in {where}" for name, needle in _needles().items() if needle in text]
 
 
-class _Capture(logging.Handler):
-    """Every record, formatted with its exception, and no redaction."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 @pytest.fixture
-def captured_logs() -> Iterator[_Capture]:
+def captured_logs() -> Iterator[LogCapture]:
     """Root logger at DEBUG into a list for the duration of the test."""
     root = logging.getLogger()
-    handler, level = _Capture(), root.level
+    handler, level = LogCapture(), root.level
     noisy = {name: logging.getLogger(name).level for name in NOISY}
     root.addHandler(handler)  # first: it sees each record before the production handler's redaction filter
     configure_logging("DEBUG")  # as `imagepull-doctor run` with log_level DEBUG: library loggers pinned
@@ -175,7 +164,7 @@ async def _dump_tables(store: Store) -> list[tuple[str, str]]:
 
 
 async def test_no_secret_leaves_the_kubernetes_secrets(
-    leak_world: World, captured_logs: _Capture, leak_db: str
+    leak_world: World, captured_logs: LogCapture, leak_db: str
 ) -> None:
     """Pull secrets in three forms, a Slack token, a signing secret, a DB password: none reaches Slack, logs or SQL."""
     world = leak_world
@@ -309,7 +298,7 @@ def _approve_click(proposal_id: int, user: str, channel: str) -> str:
 
 
 async def test_typed_credentials_through_the_real_slack_app_never_leak(
-    leak_world: World, captured_logs: _Capture, leak_db: str
+    leak_world: World, captured_logs: LogCapture, leak_db: str
 ) -> None:
     """Registry credentials typed into the recreate-secret modal of the real Bolt app (signed HTTP requests): a wrong
     password is refused, the right one is proposed, approved by a click and written into the Secret; neither ever

@@ -24,6 +24,7 @@ from bot.logging_setup import configure_logging
 from bot.store.store import Store
 from testkit.kube import objects as k8s
 from tests.e2e_world import bot_settings, running, settled, until, world_for
+from tests.logcapture import LogCapture
 from tests.security.conftest import loopback_server
 
 USER = "echo-robot"
@@ -73,21 +74,11 @@ def _hostile(app: web.Application) -> None:
     app.router.add_route("*", "/v2/team/{repo}/manifests/{ref}", manifest)
 
 
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 @pytest.fixture
-def captured() -> Iterator[_Capture]:
+def captured() -> Iterator[LogCapture]:
     """Every log record at DEBUG, before any redaction filter, with production's logger levels."""
     root = logging.getLogger()
-    handler, level = _Capture(), root.level
+    handler, level = LogCapture(), root.level
     root.addHandler(handler)
     configure_logging("DEBUG")
     names = ("sqlalchemy.engine", "sqlalchemy.engine.Engine", "aiosqlite", "asyncpg")
@@ -112,7 +103,7 @@ async def _rows(store: Store) -> list[tuple[str, str]]:
     return out
 
 
-async def test_echoed_credentials_reach_no_slack_post_row_or_log(tmp_path: Path, captured: _Capture) -> None:
+async def test_echoed_credentials_reach_no_slack_post_row_or_log(tmp_path: Path, captured: LogCapture) -> None:
     async with world_for(tmp_path / "world") as world, loopback_server(_hostile) as (registry, seen):
         for repo in ("cut", "json"):
             image = f"{registry}/team/{repo}:v1"
