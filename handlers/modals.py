@@ -16,7 +16,7 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.chatops.grammar import Command, Verb, is_cluster_name, is_label, is_subdomain
-from bot.chatops.port import FlowsPort, Reply, SecretDefaults, Where
+from bot.chatops.port import Actor, FlowsPort, Reply, SecretDefaults, Where
 from bot.slack.render import ACTION_PREFIX, escape, plain
 from handlers.answer import actor_of, answer
 
@@ -180,17 +180,28 @@ def metadata_of(view: dict[str, Any]) -> tuple[SecretDefaults, str]:
     return SecretDefaults(cluster, namespace, incident=str(incident) if incident else None), channel
 
 
+async def _metadata_or_refuse(
+    view: dict[str, Any], ack: Any, flows: FlowsPort, actor: Actor, field: str
+) -> tuple[SecretDefaults, str] | None:
+    """The form's defaults and channel; a form whose metadata is not valid names is refused (shown on `field`)
+    and audited, and None is returned."""
+    try:
+        return metadata_of(view)
+    except BadMetadata as exc:
+        await ack(response_action="errors", errors={field: str(exc)})
+        await flows.refuse_command(actor, f"malformed form: {exc}")
+        return None
+
+
 def register(app: Any, flows: FlowsPort) -> None:
     """Attach the two view_submission listeners."""
 
     async def recreate_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
         actor = actor_of(body)
-        try:
-            defaults, channel = metadata_of(view)
-        except BadMetadata as exc:
-            await ack(response_action="errors", errors={"secret": str(exc)})
-            await flows.refuse_command(actor, f"malformed form: {exc}")
+        meta = await _metadata_or_refuse(view, ack, flows, actor, "secret")
+        if meta is None:
             return
+        defaults, channel = meta
         typed = values(view)
         where = Where(channel)
         secret, source = typed.get("secret", ""), typed.get("source", "")
@@ -218,29 +229,14 @@ def register(app: Any, flows: FlowsPort) -> None:
             copied = await flows.command(cmd, actor, where)
             await answer(client, where, actor, copied, response_url=response_url_in(view))
             return
-        errors = flows.credential_form_errors(
-            defaults,
-            secret=secret,
-            server=typed.get("server", ""),
-            username=typed.get("username", ""),
-            password=typed.get("password", ""),
-            image=typed.get("image", ""),
-        )
+        form = {field: typed.get(field, "") for field in ("server", "username", "password", "image")}
+        errors = flows.credential_form_errors(defaults, secret=secret, **form)
         if errors:
             await ack(response_action="errors", errors=errors)
             await flows.refuse_command(actor, _form_refusal("recreate-secret form", errors))
             return
         await ack()
-        outcome = await flows.propose_credentials(
-            defaults,
-            secret=secret,
-            server=typed.get("server", ""),
-            username=typed.get("username", ""),
-            password=typed.get("password", ""),
-            image=typed.get("image", ""),
-            actor=actor,
-            where=where,
-        )
+        outcome = await flows.propose_credentials(defaults, secret=secret, actor=actor, where=where, **form)
         reply = outcome.reply
         if outcome.errors:
             reply = Reply(text=":no_entry: " + escape(" ".join(outcome.errors.values())), ok=False)
@@ -249,12 +245,10 @@ def register(app: Any, flows: FlowsPort) -> None:
 
     async def link_submitted(ack: Any, body: dict[str, Any], view: dict[str, Any], client: AsyncWebClient) -> None:
         actor = actor_of(body)
-        try:
-            defaults, channel = metadata_of(view)
-        except BadMetadata as exc:
-            await ack(response_action="errors", errors={"serviceaccount": str(exc)})
-            await flows.refuse_command(actor, f"malformed form: {exc}")
+        meta = await _metadata_or_refuse(view, ack, flows, actor, "serviceaccount")
+        if meta is None:
             return
+        defaults, channel = meta
         typed = values(view)
         sa, secret = typed.get("serviceaccount", ""), typed.get("secret", "")
         errors: dict[str, str] = {}
