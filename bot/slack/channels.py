@@ -10,6 +10,7 @@ and keeps a report of the channels it cannot use, with the one thing an operator
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -69,6 +70,9 @@ class ChannelDirectory:
         self._ids: dict[str, str] = {}
         self._listed_at: float | None = None  # when conversations.list last ran (monotonic)
         self.relist_s = 60.0  # an unknown name does not list again sooner (conversations.list is Tier 2)
+        # One list at a time: a caller that arrives while a list is under way waits for it rather than taking the
+        # name for unresolvable (the outbox paces by channel ID: a name would be a second, unpaced bucket).
+        self._listing = asyncio.Lock()
         self.report = ChannelReport()
 
     def id_of(self, ref: str) -> str:
@@ -80,12 +84,15 @@ class ChannelDirectory:
         if not ref or is_channel_id(ref):
             return ref
         bare = ref.removeprefix("#")
-        fresh = self._listed_at is not None and time.monotonic() - self._listed_at < self.relist_s
-        if bare not in self._ids and not fresh:
-            try:
-                await self._list()
-            except SlackApiError as exc:
-                log.warning("cannot resolve channel %s: conversations.list said %s", ref, _error(exc))
+        if bare in self._ids:
+            return self._ids[bare]
+        async with self._listing:
+            fresh = self._listed_at is not None and time.monotonic() - self._listed_at < self.relist_s
+            if bare not in self._ids and not fresh:
+                try:
+                    await self._list()
+                except SlackApiError as exc:
+                    log.warning("cannot resolve channel %s: conversations.list said %s", ref, _error(exc))
         return self._ids.get(bare, ref)
 
     async def _list(self) -> list[dict[str, Any]]:

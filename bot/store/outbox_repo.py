@@ -255,13 +255,18 @@ class PaceRepo:
     async def reserve(self, bucket: str, interval_s: float, burst: int, now: float | None = None) -> float:
         """Reserve the next slot of `bucket` (one message per `interval_s`, bursts of `burst`); return how many
         seconds the caller waits before sending. Reservations of every replica are serialised in the database."""
-        at = time.time() if now is None else now
         async with self._db.write() as conn:
             await self._db.advisory_xact_lock(conn, PACE_LOCK_KEY)
+            # Read the clock once the lock is held: a caller that waited for another replica's transaction must
+            # not reserve from the moment it started waiting.
+            at = time.time() if now is None else now
             stored = (await conn.execute(select(SLACK_PACE.c.next_at).where(SLACK_PACE.c.bucket == bucket))).first()
             tat = max(float(stored[0]) if stored is not None else at, at) + interval_s
             if stored is None:
                 await conn.execute(insert(SLACK_PACE).values(bucket=bucket, next_at=tat))
             else:
                 await conn.execute(update(SLACK_PACE).where(SLACK_PACE.c.bucket == bucket).values(next_at=tat))
-        return max(0.0, tat - at - max(1, burst) * interval_s)
+        slot = tat - max(1, burst) * interval_s  # when this send may go (wall clock)
+        # The wait counts from now, after the commit, so that a slow transaction does not make the send late and
+        # bunch it up with the next replica's.
+        return max(0.0, slot - (time.time() if now is None else at))
