@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
+from bot.identity import KubeIdentity
 from bot.model import ActionKind, Proposal, ProposalStatus
 
 OPEN_ACTIONS: frozenset[str] = frozenset({"rediagnose", "diagnose", "scan", "status", "help", "propose"})
@@ -47,10 +48,15 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """The answer to "may this user do this?": `reason` is safe to show the user and to store in the audit."""
+    """The answer to "may this user do this?": `reason` is safe to show the user and to store in the audit.
+
+    With the cluster asked (access.mode kubernetes or both, bot.flows.authority): the identity it was asked about,
+    which the action then impersonates, and the audit parameters naming it and the review's answer."""
 
     allowed: bool
     reason: str
+    identity: KubeIdentity | None = None
+    params: dict[str, str] = field(default_factory=dict)
 
 
 def _glob(part: str) -> re.Pattern[str]:
@@ -110,18 +116,21 @@ class AccessPolicy:
             return Decision(True, "allowed")
         return Decision(False, f"refused: no grant for {action} in {cluster}/{namespace}")
 
-    def may_approve(self, approver: str, principals: Iterable[str], proposal: Proposal, now: datetime) -> Decision:
-        """Whether `approver` may approve `proposal` now: pending, not expired, granted, two-person rule."""
+    def may_approve(
+        self, approver: str, principals: Iterable[str], proposal: Proposal, now: datetime, *, grants: bool = True
+    ) -> Decision:
+        """Whether `approver` may approve `proposal` now: pending, not expired, granted (unless `grants` is False:
+        the cluster alone decides, access.mode kubernetes), two-person rule."""
         if proposal.status is not ProposalStatus.PENDING:
             return Decision(False, f"refused: the proposal is {proposal.status.value}, not pending")
         if proposal.expires_at <= now:
             return Decision(False, "refused: the proposal has expired")
         action = proposal.action.value
         principals = tuple(principals)
-        if not self.allows(principals, proposal.cluster, proposal.namespace, action):
+        if grants and not self.allows(principals, proposal.cluster, proposal.namespace, action):
             return Decision(False, f"refused: no grant for {action} in {proposal.cluster}/{proposal.namespace}")
         source = copy_source_namespace(proposal)
-        if source is not None and not self.allows(principals, proposal.cluster, source, action):
+        if grants and source is not None and not self.allows(principals, proposal.cluster, source, action):
             return Decision(
                 False,
                 f"refused: no grant for {action} in {proposal.cluster}/{source} (the secret is copied from there)",

@@ -125,9 +125,67 @@ class ReportSettings(BaseModel):
     hour_utc: int = Field(default=9, ge=0, le=23)
 
 
-class AccessSettings(BaseModel):
-    """Who may do what: Slack user or user-group id -> list of "namespace:action" grants ("*" wildcards)."""
+class MappedIdentity(BaseModel):
+    """An explicit Kubernetes identity for one Slack user."""
 
+    model_config = {"extra": "forbid"}
+
+    user: str
+    groups: list[str] = Field(default_factory=list)
+
+
+class IdentitySettings(BaseModel):
+    """How a Slack user becomes a Kubernetes identity (bot.identity): an explicit table, else the confirmed email."""
+
+    model_config = {"extra": "forbid"}
+
+    # "{email}", "oidc:{email}", "{local}"...: the API server's user name for the Slack profile's confirmed email;
+    # "" turns email mapping off (only `users` map).
+    email_template: str = "{email}"
+    users: dict[str, MappedIdentity] = Field(default_factory=dict)  # Slack user id -> identity (wins over email)
+    groups: dict[str, list[str]] = Field(default_factory=dict)  # Slack user-group id -> Kubernetes groups
+    ttl_s: float = Field(default=60.0, ge=0)  # how long a mapping (profile and groups) is reused
+    review_timeout_s: float = Field(default=5.0, gt=0)  # a SubjectAccessReview not answered in time refuses
+
+    @field_validator("email_template")
+    @classmethod
+    def _template(cls, v: str) -> str:
+        from bot.identity import check_template  # pure
+
+        return check_template(v)
+
+    @field_validator("users")
+    @classmethod
+    def _users(cls, v: dict[str, MappedIdentity]) -> dict[str, MappedIdentity]:
+        from bot.identity import check_group_name, check_slack_user, check_user_name
+
+        for slack_id, mapped in v.items():
+            check_slack_user(slack_id)
+            check_user_name(mapped.user)
+            for group in mapped.groups:
+                check_group_name(group)
+        return v
+
+    @field_validator("groups")
+    @classmethod
+    def _groups(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        from bot.identity import check_group_name, check_slack_group
+
+        for slack_id, groups in v.items():
+            check_slack_group(slack_id)
+            for group in groups:
+                check_group_name(group)
+        return v
+
+
+class AccessSettings(BaseModel):
+    """Who may do what: Slack user or user-group id -> list of "namespace:action" grants ("*" wildcards).
+
+    `mode`: "grants" (these grants decide, fixes run as the bot), "kubernetes" (the cluster decides by
+    SubjectAccessReview for the mapped identity, fixes run impersonating it), "both" (both must allow)."""
+
+    mode: str = Field(default="grants", pattern="^(grants|kubernetes|both)$")
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
     grants: dict[str, list[str]] = Field(default_factory=dict)
     two_person_rule: bool = False
 

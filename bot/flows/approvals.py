@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from bot.access import Decision
+from bot.access_checks import proposal_checks
 from bot.chatops.port import Actor, Reply, notice, section
 from bot.flows.context import FlowContext, post_for
 from bot.model import Proposal, ProposalStatus
@@ -37,17 +39,33 @@ class Approvals:
             )
             self.vault.drop(proposal_id)
             return notice(":hourglass: This proposal has expired; propose it again.", ok=False)
-        principals = await self.ctx.users.principals(actor.id, self.ctx.policy.groups)
-        decision = self.ctx.policy.may_approve(actor.id, principals, proposal, now)
+        authority = self.ctx.authority
+        principals = (
+            await self.ctx.users.principals(actor.id, self.ctx.policy.groups) if authority.grants_decide else set()
+        )
+        decision = self.ctx.policy.may_approve(actor.id, principals, proposal, now, grants=authority.grants_decide)
         if not decision.allowed:
             return await self._refuse_decision(actor, proposal, decision.reason, "approve")
+        identity: dict[str, str] = {}
+        review: dict[str, str] = {}
+        if authority.cluster_decides:
+            checks = proposal_checks(proposal.action, proposal.namespace, proposal.target, proposal.params)
+            verdict = await authority.review(actor.id, proposal.cluster, checks)
+            review = verdict.params
+            if not verdict.allowed:
+                return await self._refuse_decision(actor, proposal, verdict.reason, "approve", review)
+            if verdict.identity is not None:
+                # The executor runs the fix as this identity only: an approver whose mapping changed in between
+                # (another email, another table entry) is not silently someone else.
+                identity = {"approver_k8s_user": verdict.identity.user}
         approved = await self.ctx.store.transition_proposal(
             proposal_id,
             ProposalStatus.PENDING,
             ProposalStatus.APPROVED,
             decided_by=actor.id,
             now=now,
-            audit=self.ctx.entry(actor, "proposal.approved", proposal, "approved"),
+            audit=self.ctx.entry(actor, "proposal.approved", proposal, "approved", **review),
+            params_update=identity or None,
         )
         if approved is None:
             await self._lost(actor, proposal, "approve")
@@ -58,6 +76,22 @@ class Approvals:
         if approved.cluster == self.ctx.cluster:
             self._wake_executor()
         return Reply(text=text, blocks=(section(text),), replace_original=text)
+
+    async def _may_reject(self, actor: Actor, proposal: Proposal) -> Decision:
+        """The requester may withdraw; anyone else needs what approving needs (grants and/or the cluster)."""
+        authority = self.ctx.authority
+        if proposal.status is not ProposalStatus.PENDING or actor.id == proposal.requested_by:
+            return self.ctx.policy.may_reject(actor.id, (), proposal)
+        if authority.grants_decide:
+            principals = await self.ctx.users.principals(actor.id, self.ctx.policy.groups)
+            decision = self.ctx.policy.may_reject(actor.id, principals, proposal)
+            if not decision.allowed or not authority.cluster_decides:
+                return decision
+        checks = proposal_checks(proposal.action, proposal.namespace, proposal.target, proposal.params)
+        verdict = await authority.review(actor.id, proposal.cluster, checks)
+        if not verdict.allowed:
+            return Decision(False, verdict.reason, verdict.identity, verdict.params)
+        return Decision(True, "rejected", verdict.identity, verdict.params)
 
     async def _unknown(self, actor: Actor, proposal_id: int, attempt: str) -> Reply:
         await self.ctx.audit(
@@ -81,13 +115,15 @@ class Approvals:
             incident_key=proposal.incident_key,
         )
 
-    async def _refuse_decision(self, actor: Actor, proposal: Proposal, reason: str, attempt: str) -> Reply:
+    async def _refuse_decision(
+        self, actor: Actor, proposal: Proposal, reason: str, attempt: str, review: dict[str, str] | None = None
+    ) -> Reply:
         await self.ctx.audit(
             actor,
             "proposal.refused",
             proposal_target(proposal),
             reason,
-            {"action": proposal.action.value, "attempt": attempt},
+            {"action": proposal.action.value, "attempt": attempt, **(review or {})},
             proposal_id=proposal.id,
             incident_key=proposal.incident_key,
         )
@@ -99,17 +135,16 @@ class Approvals:
         proposal = await self.ctx.store.get_proposal(proposal_id)
         if proposal is None:
             return await self._unknown(actor, proposal_id, "reject")
-        principals = await self.ctx.users.principals(actor.id, self.ctx.policy.groups)
-        decision = self.ctx.policy.may_reject(actor.id, principals, proposal)
+        decision = await self._may_reject(actor, proposal)
         if not decision.allowed:
-            return await self._refuse_decision(actor, proposal, decision.reason, "reject")
+            return await self._refuse_decision(actor, proposal, decision.reason, "reject", decision.params)
         rejected = await self.ctx.store.transition_proposal(
             proposal_id,
             ProposalStatus.PENDING,
             ProposalStatus.REJECTED,
             decided_by=actor.id,
             result=decision.reason,
-            audit=self.ctx.entry(actor, "proposal.rejected", proposal, decision.reason),
+            audit=self.ctx.entry(actor, "proposal.rejected", proposal, decision.reason, **decision.params),
         )
         if rejected is None:
             await self._lost(actor, proposal, "reject")

@@ -6,7 +6,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from bot.access import AccessPolicy, Decision
+from bot.access_checks import AccessCheck, checks_for_direct
 from bot.chatops.port import Actor, Block, section
+from bot.flows.authority import ClusterAuthority
 from bot.flows.users import UserDirectory
 from bot.model import AuditEntry, OutboxKind, OutboxMessage, Proposal
 from bot.settings import Settings
@@ -25,12 +27,16 @@ class FlowContext:
         policy: AccessPolicy,
         clock: Callable[[], datetime],
         wake_outbox: Callable[[], None],
+        authority: ClusterAuthority | None = None,
     ) -> None:
         self.settings = settings
         self.cluster = settings.kube.cluster_name
         self.store = store
         self.users = users
         self.policy = policy
+        self.authority = authority or ClusterAuthority(
+            settings.access.model_copy(update={"mode": "grants"}), cluster=self.cluster, users=users, reviewer=None
+        )
         self.clock = clock
         self.wake_outbox = wake_outbox
 
@@ -87,10 +93,17 @@ class FlowContext:
         if await self.store.enqueue(messages):
             self.wake_outbox()
 
-    async def may_act(self, actor: Actor, cluster: str, namespace: str, action: str) -> Decision:
-        """Whether the actor (or one of their groups) is granted `action` in that namespace."""
-        principals = await self.users.principals(actor.id, self.policy.groups)
-        return self.policy.may_act(principals, cluster, namespace, action)
+    async def may_act(
+        self, actor: Actor, cluster: str, namespace: str, action: str, checks: Sequence[AccessCheck] = ()
+    ) -> Decision:
+        """Whether the actor may do `action` in that namespace: granted (access.mode grants, both) and allowed by the
+        cluster for `checks` (default: list pods there) to the actor's Kubernetes identity (kubernetes, both)."""
+        if self.authority.grants_decide:
+            principals = await self.users.principals(actor.id, self.policy.groups)
+            decision = self.policy.may_act(principals, cluster, namespace, action)
+            if not decision.allowed or not self.authority.cluster_decides:
+                return decision
+        return await self.authority.decision(actor.id, cluster, checks or checks_for_direct(namespace))
 
 
 def target_of(cluster: str, namespace: str, kind: str, name: str) -> str:

@@ -17,6 +17,7 @@ from bot.chatops.grammar import Command, Verb, help_text
 from bot.chatops.port import Actor, Reply, SecretDefaults, Submitted, Where, notice
 from bot.diagnoser import Diagnoser
 from bot.flows.approvals import Approvals
+from bot.flows.authority import ClusterAuthority
 from bot.flows.context import FlowContext
 from bot.flows.executor import Executor
 from bot.flows.forms import SecretForms
@@ -31,6 +32,7 @@ from bot.flows.reads import ReadCommands
 from bot.flows.users import UserDirectory
 from bot.incidents import IncidentBook
 from bot.kube.inspect import Inspector
+from bot.kube.reviews import AccessReviewer
 from bot.kube.writes import KubeActions
 from bot.model import ActionKind
 from bot.registry.probe import RegistryProber
@@ -73,8 +75,18 @@ class Flows:
         self.policy = AccessPolicy(settings.access.grants, two_person_rule=settings.access.two_person_rule)
         self.vault = vault or CredentialVault(ttl_s=settings.access.proposal_ttl_s)
         self.queue = ProposalQueue(store)
+        self.reviewer = AccessReviewer(api, timeout_s=settings.access.identity.review_timeout_s)
+        self.authority = ClusterAuthority(
+            settings.access, cluster=self.cluster, users=self.users, reviewer=self.reviewer
+        )
         self.ctx = FlowContext(
-            settings=settings, store=store, users=self.users, policy=self.policy, clock=clock, wake_outbox=wake_outbox
+            settings=settings,
+            store=store,
+            users=self.users,
+            policy=self.policy,
+            clock=clock,
+            wake_outbox=wake_outbox,
+            authority=self.authority,
         )
         self.reader = PodReader(api, self.inspector, self.cluster, clock)
         self.diagnoser = Diagnoser(self.inspector, prober, fresh=True)
@@ -166,11 +178,13 @@ class Flows:
         decision = await self.ctx.may_act(actor, self.cluster, ns, "read")
         if decision.allowed:
             return None
-        await self.ctx.audit(actor, "command.refused", f"{self.cluster}/{ns}/namespace/{ns}", decision.reason)
-        return notice(
-            f":no_entry: The bot does not watch namespace {escape(ns)}; reading it needs a `read` grant there.",
-            ok=False,
+        await self.ctx.audit(
+            actor, "command.refused", f"{self.cluster}/{ns}/namespace/{ns}", decision.reason, decision.params
         )
+        needs = "a `read` grant there"
+        if self.ctx.authority.cluster_decides and decision.params:
+            needs = f"a Kubernetes identity that may list its pods ({escape(decision.reason)})"
+        return notice(f":no_entry: The bot does not watch namespace {escape(ns)}; reading it needs {needs}.", ok=False)
 
     async def _run_local(self, cmd: Command, actor: Actor, where: Where) -> Reply:
         refused = await self._unwatched_read(cmd, actor)

@@ -8,12 +8,15 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from bot.access_checks import proposal_checks
 from bot.chatops.port import Actor
+from bot.flows.authority import Verdict
 from bot.flows.context import FlowContext, post_for
 from bot.flows.forwarding import REQUEST_KIND, Forwarding
 from bot.flows.incident_controls import IncidentFollowups
 from bot.flows.proposals import PINNED_KIND, describe
 from bot.flows.queue import ProposalQueue
+from bot.identity import KubeIdentity
 from bot.kube.writes import ActionResult, KubeActions
 from bot.model import ActionKind, IncidentStatus, Proposal, ProposalStatus
 from bot.slack.render import escape, truncate
@@ -116,18 +119,27 @@ class Executor:
             await self.forwarding.answer(p)
             return
         ns, name = p.namespace, p.target
+        kube = self.kube
+        as_who: dict[str, str] = {}
+        if self.ctx.authority.cluster_decides:
+            verdict = await self._review_approver(p)
+            as_who = {**verdict.params, "executed_as": verdict.identity.user if verdict.identity else "-"}
+            if not verdict.allowed:
+                await self._finish(p, ActionResult(False, verdict.reason, dry_run=False), as_who)
+                return
+            kube = self.kube.acting_as(verdict.identity)
         changed = await self._changed_since_proposed(p)
         if changed is not None:
             result = ActionResult(False, changed, dry_run=False)
         elif p.action is ActionKind.DELETE_POD:
-            result = await self.kube.delete_pod(
+            result = await kube.delete_pod(
                 ns, name, dry_run=False, uid=p.params.get("pin_uid") or p.params.get("uid") or None
             )
         elif p.action is ActionKind.LINK_SECRET:
-            result = await self.kube.link_secret(ns, name, p.params.get("secret", ""), dry_run=False)
+            result = await kube.link_secret(ns, name, p.params.get("secret", ""), dry_run=False)
         elif p.action is ActionKind.RECREATE_SECRET and p.params.get("mode") == "copy":
             src_ns, _, src = p.params.get("from", "").partition("/")
-            result = await self.kube.copy_secret(src_ns, src, ns, name, dry_run=False)
+            result = await kube.copy_secret(src_ns, src, ns, name, dry_run=False)
         elif p.action is ActionKind.RECREATE_SECRET and p.params.get("mode") == "credentials":
             held = self.vault.take(p.id or 0) if p.params.get("holder") == self.identity else None
             if held is None:
@@ -138,12 +150,12 @@ class Executor:
                     dry_run=False,
                 )
             else:
-                result = await self.kube.upsert_pull_secret(
+                result = await kube.upsert_pull_secret(
                     ns, name, held.server, held.username, held.password, dry_run=False
                 )
         else:
             result = ActionResult(False, f"unknown action {p.action.value}", dry_run=False)
-        await self._finish(p, result)
+        await self._finish(p, result, as_who)
         if result.ok and p.incident_key:
             if self.settle_s > 0:
                 await asyncio.sleep(self.settle_s)
@@ -155,6 +167,31 @@ class Executor:
                     # failing and say so; they are not evidence against the fix.
                     by = "the link, which reaches pods created from now on (older pods need recreating)"
                 await self.followups.post_rediagnosis(incident, tag=f"proposal:{p.id}:followup", by=by)
+
+    async def _review_approver(self, p: Proposal) -> Verdict:
+        """Whether the cluster, asked now, lets the approver's identity do the fix (access.mode kubernetes, both).
+
+        The identity is resolved again (a group removed in Slack since the approval counts) and must be the one
+        the approval was given as; the review is repeated because RBAC may have changed since (a RoleBinding
+        removed between approval and execution stops the fix here, and the impersonated requests would be refused
+        by the API server anyway)."""
+        if not p.decided_by:
+            return Verdict(False, "refused: the proposal records no approver; nothing was changed")
+        approved_as = p.params.get("approver_k8s_user")
+        found = await self.ctx.authority.identity(p.decided_by)
+        if isinstance(found, KubeIdentity) and approved_as and found.user != approved_as:
+            return Verdict(
+                False,
+                f"refused: the approver's Kubernetes identity changed since the approval (`{approved_as}`, now"
+                f" `{found.user}`); nothing was changed, approve again",
+                found,
+                found.audit(),
+            )
+        checks = proposal_checks(p.action, p.namespace, p.target, p.params)
+        verdict = await self.ctx.authority.review(p.decided_by, self.ctx.cluster, checks)
+        if verdict.allowed or "nothing was changed" in verdict.reason:
+            return verdict
+        return Verdict(False, f"{verdict.reason}; nothing was changed", verdict.identity, verdict.params)
 
     async def _changed_since_proposed(self, p: Proposal) -> str | None:
         """Why the target is no longer the object the proposal was made for, or None when it still is.
@@ -176,9 +213,9 @@ class Executor:
             " nothing was changed, propose again"
         )
 
-    async def _finish(self, p: Proposal, result: ActionResult) -> None:
+    async def _finish(self, p: Proposal, result: ActionResult, as_who: dict[str, str] | None = None) -> None:
         status = ProposalStatus.SUCCEEDED if result.ok else ProposalStatus.FAILED
-        params: dict[str, str] = {"changed": "yes" if result.changed else "no"}
+        params: dict[str, str] = {"changed": "yes" if result.changed else "no", **(as_who or {})}
         if result.old_fingerprint or result.new_fingerprint:
             params["old_fingerprint"] = result.old_fingerprint or "none"
             params["new_fingerprint"] = result.new_fingerprint or "none"

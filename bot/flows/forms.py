@@ -123,7 +123,8 @@ class SecretForms:
         """Typed credentials: probe the registry with them, dry-run the write, hold them in memory, propose."""
         actor = await self.ctx.named(actor)
         ns = defaults.namespace
-        decision = await self.ctx.may_act(actor, self.ctx.cluster, ns, ActionKind.RECREATE_SECRET.value)
+        checks = await self.proposals.checks(ActionKind.RECREATE_SECRET, ns, secret, {"mode": "credentials"})
+        decision = await self.ctx.may_act(actor, self.ctx.cluster, ns, ActionKind.RECREATE_SECRET.value, checks)
         if not decision.allowed:
             # No probe at all: the form must not let anyone make the bot connect somewhere (and tell open ports
             # from closed ones by the answer); only those who may approve the write may test credentials.
@@ -132,15 +133,15 @@ class SecretForms:
                 "proposal.refused",
                 target_of(self.ctx.cluster, ns, "secret", secret if is_subdomain(secret) else "-"),
                 decision.reason,
-                {"action": "recreate_secret", "attempt": "typed_credentials"},
+                {"action": "recreate_secret", "attempt": "typed_credentials", **decision.params},
                 incident_key=defaults.incident,
             )
-            return Submitted(
-                errors={
-                    "password": f"Only users granted recreate_secret in namespace {ns} may test typed credentials;"
-                    " nothing was checked or stored."
-                }
-            )
+            why = f"Only users granted recreate_secret in namespace {ns}"
+            if self.ctx.authority.cluster_decides and decision.params:
+                why = (
+                    f"Only users the cluster allows to write this secret ({decision.reason.removeprefix('refused: ')})"
+                )
+            return Submitted(errors={"password": f"{why} may test typed credentials; nothing was checked or stored."})
         errors = self.credential_form_errors(
             defaults, secret=secret, server=server, username=username, password=password, image=image
         )
@@ -170,7 +171,9 @@ class SecretForms:
             return Submitted(
                 errors={"password": f"The registry {host} rejected these credentials ({status}); nothing was stored."}
             )
-        dry = await self.kube.upsert_pull_secret(ns, secret, host, username, password, dry_run=True)
+        dry = await self.kube.acting_as(decision.identity).upsert_pull_secret(
+            ns, secret, host, username, password, dry_run=True
+        )
         params = {
             "mode": "credentials",
             "server": host,
@@ -181,7 +184,16 @@ class SecretForms:
         }
         held = HeldCredentials(server=host, username=username, password=password, fingerprint=new_fp)
         reply = await self.proposals.create(
-            ActionKind.RECREATE_SECRET, ns, secret, params, dry, actor, where, defaults.incident, held
+            ActionKind.RECREATE_SECRET,
+            ns,
+            secret,
+            params,
+            dry,
+            actor,
+            where,
+            defaults.incident,
+            held,
+            authorised=decision,
         )
         return Submitted(reply=reply)
 

@@ -117,7 +117,9 @@ class IncidentFollowups:
         target = target_of(incident.cluster, incident.namespace, "incident", str(incident.workload))
         decision = await self.ctx.may_act(actor, incident.cluster, incident.namespace, action.value)
         if not decision.allowed:
-            await self.ctx.audit(actor, f"incident.{action.value}", target, decision.reason, incident_key=incident.key)
+            await self.ctx.audit(
+                actor, f"incident.{action.value}", target, decision.reason, decision.params, incident_key=incident.key
+            )
             return notice(f":no_entry: {escape(decision.reason)}.", ok=False)
         now = self.ctx.now()
         if action is ActionKind.SNOOZE:
@@ -134,6 +136,7 @@ class IncidentFollowups:
             self.book.adopt(stored)  # an "at risk" thread of the scan is no incident of the watcher's book
         self.ctx.wake_outbox()
         params = {"until": until.isoformat()} if action is ActionKind.SNOOZE else {}
+        params.update(decision.params)
         await self.ctx.audit(actor, f"incident.{action.value}", target, "ok", params, incident_key=incident.key)
         return notice(text)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from bot.access import Decision
+from bot.access_checks import AccessCheck, checks_for
 from bot.chatops.grammar import Command, Verb
 from bot.chatops.port import Actor, Block, Reply, Where, notice, section
-from bot.flows.context import FlowContext, post_for
+from bot.flows.context import FlowContext, post_for, target_of
 from bot.incidents import route_channel
 from bot.kube.writes import ActionResult, KubeActions
 from bot.model import ActionKind, AuditEntry, Incident, Proposal
@@ -44,20 +46,55 @@ class Proposals:
         ns, name = cmd.namespace or "", cmd.name or ""
         action = _FIX_ACTIONS[cmd.verb]
         params: dict[str, str] = {}
-        if cmd.verb is Verb.DELETE_POD:
-            dry = await self.kube.delete_pod(ns, name, dry_run=True)
-            if dry.target_uid:
-                params["uid"] = dry.target_uid  # approval deletes this pod, never a later one of the same name
-        elif cmd.verb is Verb.LINK_SECRET:
-            secret = cmd.secret or ""
-            params["secret"] = secret
-            dry = await self.kube.link_secret(ns, name, secret, dry_run=True)
-        else:
+        if cmd.verb is Verb.LINK_SECRET:
+            params["secret"] = cmd.secret or ""
+        elif cmd.verb is Verb.RECREATE_SECRET:
             if cmd.source_name is None or cmd.source_namespace is None:
                 return notice("Recreating a secret from typed credentials opens a form.", ok=False)
             params.update({"mode": "copy", "from": f"{cmd.source_namespace}/{cmd.source_name}"})
-            dry = await self.kube.copy_secret(cmd.source_namespace, cmd.source_name, ns, name, dry_run=True)
-        return await self.create(action, ns, name, params, dry, actor, where, cmd.incident)
+        # With the cluster as the authority, the requester's identity is reviewed before anything is read or dry-run
+        # for them (a dry-run copy as the bot would tell them whether a secret they may not read exists).
+        decision = await self.authorise(actor, action, ns, name, params)
+        if not decision.allowed:
+            await self.ctx.audit(
+                await self.ctx.named(actor),
+                "proposal.refused",
+                target_of(self.ctx.cluster, ns, PINNED_KIND[action], name or "-"),
+                decision.reason,
+                {"action": action.value, **params, **decision.params},
+                incident_key=cmd.incident,
+            )
+            return notice(f":no_entry: Not proposed: {escape(decision.reason)}.", ok=False)
+        kube = self.kube.acting_as(decision.identity)
+        if cmd.verb is Verb.DELETE_POD:
+            dry = await kube.delete_pod(ns, name, dry_run=True)
+            if dry.target_uid:
+                params["uid"] = dry.target_uid  # approval deletes this pod, never a later one of the same name
+        elif cmd.verb is Verb.LINK_SECRET:
+            dry = await kube.link_secret(ns, name, params["secret"], dry_run=True)
+        else:
+            src_ns, src = cmd.source_namespace or "", cmd.source_name or ""
+            dry = await kube.copy_secret(src_ns, src, ns, name, dry_run=True)
+        return await self.create(action, ns, name, params, dry, actor, where, cmd.incident, authorised=decision)
+
+    async def authorise(
+        self, actor: Actor, action: ActionKind, namespace: str, name: str, params: dict[str, str]
+    ) -> Decision:
+        """Whether the cluster lets the requester's identity make this fix (access.mode kubernetes, both); in mode
+        grants anyone may propose (approving needs the grant)."""
+        if not self.ctx.authority.cluster_decides:
+            return Decision(True, "anyone may propose")
+        checks = await self.checks(action, namespace, name, params)
+        return await self.ctx.authority.decision(actor.id, self.ctx.cluster, checks)
+
+    async def checks(
+        self, action: ActionKind, namespace: str, name: str, params: dict[str, str]
+    ) -> tuple[AccessCheck, ...]:
+        """The access checks of a fix on this cluster (a secret's write is a patch when it exists, else a create)."""
+        exists = True
+        if action is ActionKind.RECREATE_SECRET:
+            exists = (await self.kube.pin("secret", namespace, name)).get("pin_uid", "absent") != "absent"
+        return checks_for(action, namespace, name, params, target_exists=exists)
 
     async def create(
         self,
@@ -70,6 +107,8 @@ class Proposals:
         where: Where,
         incident_key: str | None,
         credentials: HeldCredentials | None = None,
+        *,
+        authorised: Decision | None = None,
     ) -> Reply:
         """Store the proposal and queue its approval message if the dry run passed; else audit the refusal."""
         now = self.ctx.now()
@@ -102,6 +141,8 @@ class Proposals:
         )
         target = proposal_target(proposal)
         audit_params = {k: v for k, v in params.items() if k not in {"channel", "threaded"}}
+        if authorised is not None:
+            audit_params.update(authorised.params)
         if not dry.ok:
             await self.ctx.audit(
                 actor,
@@ -142,6 +183,10 @@ class Proposals:
 
     def _approval_message(self, p: Proposal) -> tuple[str, tuple[Block, ...]]:
         who = "someone granted " + code(f"{p.namespace}:{p.action.value}")
+        if self.ctx.authority.mode == "kubernetes":
+            who = "someone the cluster's RBAC allows to do it (it runs as them)"
+        elif self.ctx.authority.mode == "both":
+            who += " whom the cluster's RBAC also allows (it runs as them)"
         if self.ctx.policy.two_person_rule:
             who += " other than the requester"
         lines = [

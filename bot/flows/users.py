@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.identity import SlackProfile
+
 log = logging.getLogger(__name__)
 
 
@@ -28,7 +30,9 @@ class UserDirectory:
         self._name_ttl_s = name_ttl_s
         self._group_ttl_s = group_ttl_s
         self._names: dict[str, tuple[float, str]] = {}
-        self._groups: dict[str, tuple[float, frozenset[str]]] = {}
+        # group id -> (answered at, or None for a failed lookup; reused until; members)
+        self._groups: dict[str, tuple[float | None, float, frozenset[str]]] = {}
+        self._profiles: dict[str, tuple[float, SlackProfile]] = {}  # user id -> (fetched at, profile)
         self.max_wait_s = 10.0  # longest Retry-After waited out inside a request
         self.failure_ttl_s = 15.0  # how long a failed lookup is not repeated
 
@@ -81,21 +85,45 @@ class UserDirectory:
         self._names[user_id] = (self._now() + self._name_ttl_s, name)
         return name
 
-    async def members(self, group_id: str) -> frozenset[str]:
-        """The user ids of a user group (empty when Slack refuses, e.g. a missing usergroups:read scope)."""
-        hit = self._groups.get(group_id)
-        if hit is not None and hit[0] > self._now():
+    async def profile(self, user_id: str, *, max_age_s: float) -> SlackProfile | None:
+        """What users.info says about the user (email, confirmed, deleted, bot), at most `max_age_s` old; None when
+        Slack could not be asked. Never a stale answer: an identity decides actions."""
+        hit = self._profiles.get(user_id)
+        if hit is not None and self._now() - hit[0] <= max_age_s:
             return hit[1]
+        if self._client is None:
+            return None
+        answer = await self._call("users.info", {"user": user_id})
+        user = answer.get("user") if answer is not None else None
+        if not isinstance(user, dict):
+            return None
+        found = SlackProfile.from_user(user)
+        self._profiles[user_id] = (self._now(), found)
+        return found
+
+    async def members(self, group_id: str, *, max_age_s: float | None = None) -> frozenset[str]:
+        """The user ids of a user group (empty when Slack refuses, e.g. a missing usergroups:read scope).
+
+        With `max_age_s` (a membership that decides an action): only an answer Slack gave at most that long ago, and
+        when Slack cannot be asked, no members rather than the last known ones."""
+        hit = self._groups.get(group_id)
+        now = self._now()
+        if (
+            hit is not None
+            and hit[1] > now
+            and (max_age_s is None or (hit[0] is not None and now - hit[0] <= max_age_s))
+        ):
+            return hit[2]
         if self._client is None:
             return frozenset()
         answer = await self._call("usergroups.users.list", {"usergroup": group_id})
         if answer is None:
-            stale = hit[1] if hit is not None else frozenset()
-            self._groups[group_id] = (self._now() + self.failure_ttl_s, stale)
-            return stale
+            stale = hit[2] if hit is not None else frozenset()
+            self._groups[group_id] = (None, self._now() + self.failure_ttl_s, stale)
+            return frozenset() if max_age_s is not None else stale
         users = answer.get("users")
         members = frozenset(str(u) for u in users) if isinstance(users, list) else frozenset()
-        self._groups[group_id] = (self._now() + self._group_ttl_s, members)
+        self._groups[group_id] = (self._now(), self._now() + self._group_ttl_s, members)
         return members
 
     async def principals(self, user_id: str, groups: Sequence[str]) -> set[str]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
+from multidict import CIMultiDict
 
 from bot.settings import KubeSettings
 
@@ -157,7 +158,7 @@ class RefreshingApiClient(client.ApiClient):
         )
 
     async def _request_refreshing(self, *args: Any) -> Any:
-        parent = super().request
+        parent = self._request_wire
         creds = self.credentials
         try:
             response = await parent(*args)
@@ -191,6 +192,24 @@ class RefreshingApiClient(client.ApiClient):
         else:
             creds.accepted()
         return response
+
+    async def _request_wire(self, method: str, url: str, query_params: Any, headers: Any, *rest: Any) -> Any:
+        return await super().request(method, url, query_params, wire_headers(headers), *rest)
+
+
+def wire_headers(headers: Any) -> Any:
+    """Headers with list values sent as repeated header lines.
+
+    The generated client passes headers as a dict, one value per name; impersonating several groups needs one
+    `Impersonate-Group` line per group (the API server reads every value of the header; one comma-joined line would
+    be a single group named "a,b"), so a list value becomes several lines of a multidict, which aiohttp sends as is."""
+    if not isinstance(headers, dict) or not any(isinstance(v, list | tuple) for v in headers.values()):
+        return headers
+    wire: CIMultiDict[str] = CIMultiDict()
+    for name, value in headers.items():
+        for one in value if isinstance(value, list | tuple) else (value,):
+            wire.add(name, str(one))
+    return wire
 
 
 async def credentials_ready(api: Any) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import json
 import logging
 import re
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio.client.exceptions import ApiException
 
+from bot.identity import KubeIdentity
 from bot.imageref import registry_key
 from bot.kube.dockerconfig import (
     DOCKERCONFIGJSON_KEY,
@@ -99,6 +101,23 @@ class KubeActions:
         # Any: the generated stubs ask for model objects where the client also takes plain dicts (sent as is).
         self._core: Any = k8s.CoreV1Api(api_client)
         self._timeout_s = timeout_s
+        self._as: dict[str, Any] = {}  # `_headers` of every action request: impersonation, when acting as someone
+        self._who: str | None = None
+
+    def acting_as(self, identity: KubeIdentity | None) -> KubeActions:
+        """These actions sent with `Impersonate-User`/`Impersonate-Group` of `identity` (None: as the bot itself).
+
+        The API server then authorises each request as that person, and its audit log names them. The reads that pin
+        a proposal's target (`pin`) stay the bot's own."""
+        if identity is None:
+            return self
+        acting = copy.copy(self)
+        headers: dict[str, Any] = {"Impersonate-User": identity.user}
+        if identity.groups:
+            headers["Impersonate-Group"] = list(identity.groups)  # one header line each (client.wire_headers)
+        acting._as = {"_headers": headers}
+        acting._who = identity.user
+        return acting
 
     async def _call(self, call: Awaitable[T], verb: str, resource: str, namespace: str) -> T:
         """Run one API call, bounded; turn refusals into messages that name the missing permission."""
@@ -106,6 +125,16 @@ class KubeActions:
             async with asyncio.timeout(self._timeout_s):
                 return await call
         except ApiException as exc:
+            if exc.status == 403 and self._who is not None:
+                if _forbidden_kind(exc) in ("users", "groups", "serviceaccounts"):
+                    raise _Refused(
+                        f"the bot may not act as `{self._who}` (its RBAC needs impersonate on users and groups);"
+                        " nothing was changed"
+                    ) from None
+                raise _Refused(
+                    f"forbidden: `{self._who}` may not {verb} {resource} in namespace {namespace} (the API server"
+                    " refused it as that user); nothing was changed"
+                ) from None
             if exc.status == 403:
                 raise _Refused(
                     f"forbidden: the bot is not allowed to {verb} {resource} in namespace {namespace}"
@@ -176,7 +205,7 @@ class KubeActions:
         _check_name("pod name", pod)
         try:
             obj = await self._call(
-                self._core.read_namespaced_pod(pod, ns, _request_timeout=self._timeout_s), "get", "pods", ns
+                self._core.read_namespaced_pod(pod, ns, **self._as, _request_timeout=self._timeout_s), "get", "pods", ns
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -206,7 +235,7 @@ class KubeActions:
         try:
             await self._call(
                 self._core.delete_namespaced_pod(
-                    pod, ns, body=options, **_dry(dry_run), _request_timeout=self._timeout_s
+                    pod, ns, body=options, **_dry(dry_run), **self._as, _request_timeout=self._timeout_s
                 ),
                 "delete",
                 "pods",
@@ -259,7 +288,7 @@ class KubeActions:
                 try:
                     await self._call(
                         self._core.create_namespaced_secret(
-                            ns, body, **_dry(dry_run), _request_timeout=self._timeout_s
+                            ns, body, **_dry(dry_run), **self._as, _request_timeout=self._timeout_s
                         ),
                         "create",
                         "secrets",
@@ -342,6 +371,7 @@ class KubeActions:
                 {"metadata": metadata, "data": dict(data)},
                 **_dry(dry_run),
                 _content_type="application/merge-patch+json",
+                **self._as,
                 _request_timeout=self._timeout_s,
             ),
             "patch",
@@ -352,7 +382,10 @@ class KubeActions:
     async def _read_secret(self, ns: str, name: str) -> Any | None:
         try:
             return await self._call(
-                self._core.read_namespaced_secret(name, ns, _request_timeout=self._timeout_s), "get", "secrets", ns
+                self._core.read_namespaced_secret(name, ns, **self._as, _request_timeout=self._timeout_s),
+                "get",
+                "secrets",
+                ns,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -394,7 +427,7 @@ class KubeActions:
                 if target is None:
                     await self._call(
                         self._core.create_namespaced_secret(
-                            dst_ns, body, **_dry(dry_run), _request_timeout=self._timeout_s
+                            dst_ns, body, **_dry(dry_run), **self._as, _request_timeout=self._timeout_s
                         ),
                         "create",
                         "secrets",
@@ -448,7 +481,9 @@ class KubeActions:
         for _ in range(_CONFLICT_ATTEMPTS):
             try:
                 sa = await self._call(
-                    self._core.read_namespaced_service_account(sa_name, ns, _request_timeout=self._timeout_s),
+                    self._core.read_namespaced_service_account(
+                        sa_name, ns, **self._as, _request_timeout=self._timeout_s
+                    ),
                     "get",
                     "serviceaccounts",
                     ns,
@@ -476,7 +511,7 @@ class KubeActions:
             try:
                 await self._call(
                     self._core.patch_namespaced_service_account(
-                        sa_name, ns, ops, **_dry(dry_run), _request_timeout=self._timeout_s
+                        sa_name, ns, ops, **_dry(dry_run), **self._as, _request_timeout=self._timeout_s
                     ),
                     "patch",
                     "serviceaccounts",
@@ -511,6 +546,15 @@ def _replaced(ns: str, pod: str) -> str:
         f"pod {ns}/{pod} is no longer the pod this was proposed for: it was replaced by a new pod of the same name"
         " (uid precondition failed); nothing was deleted"
     )
+
+
+def _forbidden_kind(exc: ApiException) -> str:
+    """The resource a 403 Status names in its details ("users" for a refused impersonation)."""
+    try:
+        details = json.loads(exc.body or "{}").get("details") or {}
+    except (ValueError, AttributeError):
+        return ""
+    return str(details.get("kind", "")) if isinstance(details, dict) else ""
 
 
 def _status_message(exc: ApiException) -> str:

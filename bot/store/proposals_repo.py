@@ -75,8 +75,12 @@ class ProposalsRepo:
         result: str | None = None,
         now: datetime | None = None,
         audit: AuditEntry | None = None,
+        params_update: dict[str, str] | None = None,
     ) -> Proposal | None:
         """Atomically move a proposal from `expected` to `new`; None if its status was not `expected`.
+
+        `params_update` is merged into the proposal's params in the same transaction (e.g. the approver's Kubernetes
+        identity, which the executor holds the approver to).
 
         This compare-and-set (`UPDATE ... WHERE id = ? AND status = ?`) is what lets exactly one approver, on any
         replica, win. Leaving PENDING records `decided_at`; `decided_by` and `result` are kept unless given.
@@ -101,6 +105,11 @@ class ProposalsRepo:
             if (await conn.execute(stmt)).rowcount != 1:
                 return None
             row = (await conn.execute(select(PROPOSALS).where(PROPOSALS.c.id == proposal_id))).mappings().one()
+            if params_update:
+                merged = {**str_dict_from_json(row["params"]), **params_update}
+                chain.check_params(merged, "proposal params")
+                await conn.execute(update(PROPOSALS).where(PROPOSALS.c.id == proposal_id).values(params=merged))
+                row = (await conn.execute(select(PROPOSALS).where(PROPOSALS.c.id == proposal_id))).mappings().one()
             if audit is not None:
                 if audit.proposal_id is None:
                     audit = dataclasses.replace(audit, proposal_id=proposal_id)

@@ -158,10 +158,19 @@ class Store:
         result: str | None = None,
         now: datetime | None = None,
         audit: AuditEntry | None = None,
+        params_update: dict[str, str] | None = None,
     ) -> Proposal | None:
-        """Atomically move a proposal from `expected` to `new`; None if its status was not `expected`."""
+        """Atomically move a proposal from `expected` to `new` (merging `params_update` into its params); None if
+        its status was not `expected`."""
         return await self.proposals.transition_proposal(
-            proposal_id, expected, new, decided_by=decided_by, result=result, now=now, audit=audit
+            proposal_id,
+            expected,
+            new,
+            decided_by=decided_by,
+            result=result,
+            now=now,
+            audit=audit,
+            params_update=params_update,
         )
 
     async def expire_proposals(

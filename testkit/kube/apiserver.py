@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import copy
 import json
 import ssl
@@ -41,6 +42,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,12 +65,25 @@ from testkit.kube.objectstore import (
     resource_for,
 )
 from testkit.kube.patch import apply_patch
-from testkit.kube.rbac import MASTERS, Authorizer, User
+from testkit.kube.rbac import MASTERS, Authorizer, User, impersonated
 from testkit.kube.rbac import Request as RbacRequest
 from testkit.kube.tls import serving_certs
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _UNAUTHENTICATED = ("/healthz", "/livez", "/readyz")
+_ACTING: contextvars.ContextVar[User | None] = contextvars.ContextVar("sim_acting_user", default=None)
+_REVIEWS = {"subjectaccessreviews": "SubjectAccessReview", "selfsubjectaccessreviews": "SelfSubjectAccessReview"}
+
+
+@dataclass(frozen=True, slots=True)
+class Impersonation:
+    """One impersonated request: who sent it and whom it acted as (the headers it carried)."""
+
+    method: str
+    path: str
+    by: str
+    user: str
+    groups: tuple[str, ...]
 
 
 def _status_response(err: ApiError, headers: dict[str, str] | None = None) -> web.Response:
@@ -120,6 +135,8 @@ class SimCluster:
         self.exec_user = User("exec-user", (MASTERS, "system:authenticated"))
         # Authorization decisions for non-admin users: (user name, request attributes, allowed).
         self.authorizations: deque[tuple[str, RbacRequest, bool]] = deque(maxlen=10_000)
+        # SubjectAccessReviews answered: (subject user, attributes, allowed).
+        self.reviews: deque[tuple[str, RbacRequest, bool]] = deque(maxlen=10_000)
         self.store = ObjectStore(history_limit=history_limit, history_window_s=history_window_s)
         self.faults = Faults()
         self.faults._drop = self.store.drop_watches
@@ -133,6 +150,9 @@ class SimCluster:
         self.lost_nodes: set[str] = set()
         self._finishers: dict[str, asyncio.TimerHandle] = {}
         self.requests: deque[tuple[str, str]] = deque(maxlen=2000)  # (method, path?query) of recent requests
+        # Impersonated requests (Impersonate-User / Impersonate-Group headers), as the API server's audit log names
+        # them: who sent it, and the user and groups it acted as.
+        self.impersonations: deque[Impersonation] = deque(maxlen=2000)
         self.open_watches = 0
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -417,6 +437,11 @@ class SimCluster:
             await asyncio.sleep(self.faults.latency_s)
         if self.check_token and request.path not in _UNAUTHENTICATED and self._user(request) is None:
             return _status_response(ApiError(401, "Unauthorized", "Unauthorized"))
+        if request.path not in _UNAUTHENTICATED:
+            try:
+                _ACTING.set(self._acting_user(request))
+            except ApiError as refused:
+                return _status_response(refused)
         planned = self.faults.take(request.method, request.path)
         if planned is not None:
             status, retry_after = planned
@@ -483,6 +508,8 @@ class SimCluster:
         plural = rest[0]
         name = rest[1] if len(rest) > 1 else None
         subresource = rest[2] if len(rest) > 2 else None
+        if group == "authorization.k8s.io" and version == "v1" and plural in _REVIEWS and len(rest) == 1:
+            return await self._access_review(request, plural, namespace)
         rt = next((r for r in RESOURCES if r.group == group and r.version == version and r.plural == plural), None)
         if rt is None or (subresource not in (None, "status")) or len(rest) > 3:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
@@ -509,10 +536,48 @@ class SimCluster:
         """Accept another bearer token (by default for the admin user)."""
         self.users[token] = user or self.users[self.token]
 
+    def _acting_user(self, request: web.Request) -> User | None:
+        """The user a request acts as: the authenticated one, or whom it impersonates if that user may.
+
+        As apiserver's impersonation filter (endpoints/filters/impersonation.go): `impersonate` on `users` (or on
+        `serviceaccounts` for a service account name) and on `groups` for each Impersonate-Group header, checked
+        against the authenticated user's RBAC; a refusal is the usual 403 naming the resource; groups without a user
+        are an error."""
+        user = self._user(request)
+        if user is None and not self.check_token:
+            user = self.users[self.token]
+        names = request.headers.getall("Impersonate-User", [])
+        groups = request.headers.getall("Impersonate-Group", [])
+        extras = [h for h in request.headers if h.lower().startswith("impersonate-extra-")]
+        if not names:
+            if groups or extras:
+                raise ApiError(500, "InternalError", "requested impersonation of groups without impersonating a user")
+            return user
+        if user is None:
+            raise ApiError(401, "Unauthorized", "Unauthorized")
+        if extras:
+            raise ApiError(403, "Forbidden", "impersonating user extras is not simulated")
+        name = names[0]
+        wanted: list[RbacRequest] = []
+        sa = name.split(":")
+        if name.startswith("system:serviceaccount:") and len(sa) == 4:
+            wanted.append(RbacRequest("impersonate", "", "serviceaccounts", sa[2], sa[3]))
+        else:
+            wanted.append(RbacRequest("impersonate", "", "users", None, name))
+        wanted += [RbacRequest("impersonate", "", "groups", None, g) for g in groups]
+        for attrs in wanted:
+            allowed = self.rbac.allows(user, attrs)
+            self.authorizations.append((user.name, attrs, allowed))
+            if not allowed:
+                raise self.rbac.forbidden(user, attrs)
+        acting = impersonated(name, groups)
+        self.impersonations.append(Impersonation(request.method, request.path_qs, user.name, name, tuple(groups)))
+        return acting
+
     def _authorize(
         self, request: web.Request, rt: ResourceType, ns: str | None, name: str | None, subresource: str | None
     ) -> None:
-        user = self._user(request)
+        user = _ACTING.get()
         if user is None or MASTERS in user.groups:
             return
         verb = {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(request.method, "get")
@@ -526,6 +591,59 @@ class SimCluster:
         self.authorizations.append((user.name, attrs, allowed))
         if not allowed:
             raise self.rbac.forbidden(user, attrs)
+
+    async def _access_review(self, request: web.Request, plural: str, namespace: str | None) -> web.StreamResponse:
+        """POST a SubjectAccessReview (whether `spec.user`/`spec.groups` may do `spec.resourceAttributes`) or a
+        SelfSubjectAccessReview (whether the requester may): evaluated by the same RBAC as every request, answered
+        201 with `status.allowed` and, when allowed, RBAC's reason."""
+        if request.method != "POST":
+            raise ApiError(405, "MethodNotAllowed", f"the server does not allow this method on {plural}")
+        if namespace is not None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        user = _ACTING.get()
+        if plural == "subjectaccessreviews" and user is not None and MASTERS not in user.groups:
+            attrs = RbacRequest("create", "authorization.k8s.io", plural)
+            allowed = self.rbac.allows(user, attrs)
+            self.authorizations.append((user.name, attrs, allowed))
+            if not allowed:
+                raise self.rbac.forbidden(user, attrs)
+        body = await self._read_body(request)
+        spec = body.get("spec") if isinstance(body, dict) else None
+        kind = _REVIEWS[plural]
+        if not isinstance(spec, dict):
+            raise ApiError(400, "BadRequest", f"{kind} in body has no spec")
+        resource = spec.get("resourceAttributes")
+        if not isinstance(resource, dict) or spec.get("nonResourceAttributes") is not None:
+            raise ApiError(
+                422, "Invalid", f'{kind}.authorization.k8s.io "" is invalid: spec.resourceAttributes: Required value'
+            )
+        if plural == "subjectaccessreviews":
+            subject_name, subject_groups = spec.get("user") or "", spec.get("groups") or []
+            if not subject_name and not subject_groups:
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    f'{kind}.authorization.k8s.io "" is invalid: spec.user: Invalid value: "": at least one of user'
+                    " or group must be specified",
+                )
+            subject = User(str(subject_name), tuple(str(g) for g in subject_groups))
+        else:
+            subject = user or self.users[self.token]
+        attrs = RbacRequest(
+            str(resource.get("verb") or ""),
+            str(resource.get("group") or ""),
+            str(resource.get("resource") or ""),
+            resource.get("namespace") or None,
+            resource.get("name") or None,
+            resource.get("subresource") or None,
+        )
+        reason = self.rbac.decide(subject, attrs)
+        status: Obj = {"allowed": reason is not None}
+        if reason is not None:
+            status["reason"] = reason
+        answer = {"kind": kind, "apiVersion": "authorization.k8s.io/v1", "metadata": {}, "spec": spec, "status": status}
+        self.reviews.append((subject.name, attrs, reason is not None))
+        return web.json_response(answer, status=201)
 
     async def _read_body(self, request: web.Request) -> Any:
         if "protobuf" in request.content_type:
@@ -788,6 +906,7 @@ def _group_list() -> Obj:
             groups.setdefault(rt.group, [])
             if rt.version not in groups[rt.group]:
                 groups[rt.group].append(rt.version)
+    groups["authorization.k8s.io"] = ["v1"]  # access reviews: created, never stored
     return {
         "kind": "APIGroupList",
         "apiVersion": "v1",
@@ -803,6 +922,17 @@ def _group_list() -> Obj:
 
 
 def _resource_list(group: str, version: str) -> Obj:
+    if (group, version) == ("authorization.k8s.io", "v1"):
+        reviews = [
+            {"name": plural, "singularName": kind.lower(), "namespaced": False, "kind": kind, "verbs": ["create"]}
+            for plural, kind in _REVIEWS.items()
+        ]
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "authorization.k8s.io/v1",
+            "resources": reviews,
+        }
     resources = [rt for rt in RESOURCES if rt.group == group and rt.version == version]
     if not resources:
         raise ApiError(404, "NotFound", "the server could not find the requested resource")

@@ -133,22 +133,44 @@ class Authorizer:
 
     def allows(self, user: User, req: Request) -> bool:
         """Whether a rule bound to `user` allows the request."""
+        return self.decide(user, req) is not None
+
+    def decide(self, user: User, req: Request) -> str | None:
+        """The reason a rule allows the request, worded as RBAC's authorizer words it, or None when none does.
+
+        `RBAC: allowed by ClusterRoleBinding "b" of ClusterRole "r" to User "alice"` (RoleBindings as "b/ns"),
+        the reason a SubjectAccessReview answers (`authorizingVisitor.visit` in rbac.go)."""
         if MASTERS in user.groups:
-            return True
+            return "allowed: system:masters"
         for binding in self.cluster_bindings:
-            if any(_subject_is(s, user) for s in binding.get("subjects") or []) and any(
-                _rule_allows(rule, req) for rule in self._rules(binding["roleRef"], None)
-            ):
-                return True
+            subject = next((s for s in binding.get("subjects") or [] if _subject_is(s, user)), None)
+            if subject is not None and any(_rule_allows(r, req) for r in self._rules(binding["roleRef"], None)):
+                return _source("ClusterRoleBinding", binding, subject, None)
         if req.namespace is None:
-            return False
+            return None
         for binding in self.bindings:
             ns = (binding.get("metadata") or {}).get("namespace")
-            if ns != req.namespace or not any(_subject_is(s, user) for s in binding.get("subjects") or []):
+            if ns != req.namespace:
                 continue
-            if any(_rule_allows(rule, req) for rule in self._rules(binding["roleRef"], ns)):
-                return True
-        return False
+            subject = next((s for s in binding.get("subjects") or [] if _subject_is(s, user)), None)
+            if subject is not None and any(_rule_allows(r, req) for r in self._rules(binding["roleRef"], ns)):
+                return _source("RoleBinding", binding, subject, ns)
+        return None
+
+    def unbind(self, name: str, namespace: str | None = None) -> int:
+        """Delete the RoleBinding `namespace/name` (or the ClusterRoleBinding `name`); how many were removed."""
+        found = self.bindings if namespace is not None else self.cluster_bindings
+        kept = [
+            b
+            for b in found
+            if not (
+                (b.get("metadata") or {}).get("name") == name
+                and (namespace is None or (b.get("metadata") or {}).get("namespace") == namespace)
+            )
+        ]
+        removed = len(found) - len(kept)
+        found[:] = kept
+        return removed
 
     @staticmethod
     def forbidden(user: User, req: Request) -> ApiError:
@@ -167,3 +189,29 @@ class Authorizer:
         if req.group:
             details["group"] = req.group
         return ApiError(403, "Forbidden", message, details)
+
+
+def _source(kind: str, binding: Obj, subject: Obj, namespace: str | None) -> str:
+    meta = binding.get("metadata") or {}
+    name = f"{meta.get('name')}/{namespace}" if namespace else str(meta.get("name"))
+    ref = binding.get("roleRef") or {}
+    who = subject.get("name")
+    if subject.get("kind") == "ServiceAccount":
+        who = f"{subject.get('name')}/{subject.get('namespace')}"
+    return f'RBAC: allowed by {kind} "{name}" of {ref.get("kind")} "{ref.get("name")}" to {subject.get("kind")} "{who}"'
+
+
+def impersonated(requested_user: str, groups: list[str]) -> User:
+    """The user an impersonated request acts as (apiserver `filters/impersonation.go`): the requested name and groups,
+    a ServiceAccount's own groups when none are given, and `system:authenticated` added unless a group already says
+    authenticated or unauthenticated (`system:unauthenticated` for `system:anonymous`)."""
+    groups = list(groups)
+    if requested_user.startswith("system:serviceaccount:") and not groups:
+        namespace = requested_user.split(":")[2]
+        groups = ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"]
+    if requested_user != "system:anonymous":
+        if not {"system:authenticated", "system:unauthenticated"} & set(groups):
+            groups.append("system:authenticated")
+    elif "system:unauthenticated" not in groups:
+        groups.append("system:unauthenticated")
+    return User(requested_user, tuple(groups))
