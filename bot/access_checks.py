@@ -43,11 +43,11 @@ def checks_for(
 ) -> tuple[AccessCheck, ...]:
     """The checks for a fix on `namespace/target` (`params` as stored with the proposal)."""
     if action is ActionKind.DELETE_POD:
-        return (AccessCheck("get", "pods", namespace, target), AccessCheck("delete", "pods", namespace, target))
+        return (AccessCheck("delete", "pods", namespace, target), AccessCheck("get", "pods", namespace, target))
     if action is ActionKind.LINK_SECRET:
         return (
-            AccessCheck("get", "serviceaccounts", namespace, target),
             AccessCheck("patch", "serviceaccounts", namespace, target),
+            AccessCheck("get", "serviceaccounts", namespace, target),
         )
     if action is ActionKind.RECREATE_SECRET:
         write = (
@@ -55,7 +55,7 @@ def checks_for(
             if target_exists
             else AccessCheck("create", "secrets", namespace)
         )
-        checks = [AccessCheck("get", "secrets", namespace, target), write]
+        checks = [write, AccessCheck("get", "secrets", namespace, target)]
         if params.get("mode") == "copy":
             src_ns, slash, src = params.get("from", "").partition("/")
             checks.insert(0, AccessCheck("get", "secrets", src_ns if slash else "", src or None))

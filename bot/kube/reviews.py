@@ -54,10 +54,7 @@ class AccessReviewer:
         self.asked += 1
         try:
             async with asyncio.timeout(self._timeout_s):
-                answer = await self._authz.create_subject_access_review(
-                    body, _preload_content=False, _request_timeout=self._timeout_s
-                )
-                data = await answer.json(content_type=None)
+                answer = await self._authz.create_subject_access_review(body, _request_timeout=self._timeout_s)
         except ApiException as exc:
             if exc.status == 403:
                 return Review(False, False, "the bot may not ask the API server (RBAC: create subjectaccessreviews)")
@@ -66,9 +63,9 @@ class AccessReviewer:
         except (TimeoutError, OSError, ValueError) as exc:
             log.warning("subjectaccessreview failed: %s", type(exc).__name__)
             return Review(False, False, "the API server did not answer the access review in time")
-        status = data.get("status") if isinstance(data, dict) else None
-        if not isinstance(status, dict):
-            return Review(False, False, "the API server's access review had no status")
-        allowed = status.get("allowed") is True and status.get("denied") is not True
-        reason = str(status.get("reason") or status.get("evaluationError") or "")[:300]
+        status = getattr(answer, "status", None)
+        if status is None:
+            return Review(False, False, "the API server did not answer the access review (no status)")
+        allowed = status.allowed is True and status.denied is not True
+        reason = str(status.reason or status.evaluation_error or "")[:300]
         return Review(allowed, True, reason)

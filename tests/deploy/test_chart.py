@@ -32,6 +32,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "secrets-cluster-wide": {"secrets": {"readNamespaces": ["team-a"], "readClusterWide": True}},
     "secrets-no-listing": {"secrets": {"readNamespaces": ["team-a"], "listPullSecrets": False}},
     "actions-off": {"actions": {"deletePod": False}},
+    "cluster-authority": {
+        "access": {"mode": "kubernetes", "impersonation": {"groups": ["sre", "platform"]}},
+        "actions": {"deletePod": False},
+    },
     "prevention-off": {"prevention": {"enabled": False}},
     "actions-on": {
         "secrets": {"readNamespaces": ["team-a"]},
@@ -171,6 +175,9 @@ def expected_cluster_rules(values: dict[str, Any]) -> set[tuple[str, str, str]]:
         rules |= {("apps", r, "list") for r in ("replicasets", "deployments", "statefulsets", "daemonsets")}
     if values["actions"]["deletePod"]:
         rules.add(("", "pods", "delete"))
+    if values["access"]["mode"] in ("kubernetes", "both"):  # SubjectAccessReview, then act as the approver
+        rules |= {("authorization.k8s.io", "subjectaccessreviews", "create")}
+        rules |= {("", "users", "impersonate"), ("", "groups", "impersonate")}
     if values["secrets"]["readClusterWide"]:
         rules.add(("", "secrets", "get"))
         if values["secrets"].get("listPullSecrets", True):
@@ -244,7 +251,15 @@ def test_rbac_is_least_privilege(render: Renderer, case: str) -> None:
     assert not [rule for rule in everything if rule[1] == "secrets" and rule[2] == "watch"]
     if not secrets.get("listPullSecrets", True):
         assert not [rule for rule in everything if rule[1] == "secrets" and rule[2] == "list"]
-    assert not [rule for rule in everything if rule[2] in {"deletecollection", "escalate", "bind", "impersonate"}]
+    assert not [rule for rule in everything if rule[2] in {"deletecollection", "escalate", "bind"}]
+    if values["access"]["mode"] == "grants":
+        assert not [rule for rule in everything if rule[2] == "impersonate"]
+    else:  # impersonation, scoped to the listed names where the values list them
+        scoped = values["access"]["impersonation"]
+        cluster_role = next(o for o in objects if o["kind"] == "ClusterRole")
+        for rule in (r for r in cluster_role["rules"] if r["verbs"] == ["impersonate"]):
+            assert rule["resources"] in (["users"], ["groups"]), rule
+            assert rule.get("resourceNames", []) == scoped[rule["resources"][0]], rule
 
 
 def test_lease_rbac_names_the_lease_the_bot_uses(render: Renderer, monkeypatch: pytest.MonkeyPatch) -> None:
