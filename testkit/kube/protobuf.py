@@ -5,7 +5,11 @@ on 415: the envelope is the magic `k8s\\x00` and a `runtime.Unknown` (1 typeMeta
 3 contentEncoding, 4 contentType); `raw` is the object's message. Field numbers are those of
 k8s.io/api/core/v1/generated.proto (Secret: 1 metadata, 2 data, 3 type, 4 stringData, 5 immutable) and
 k8s.io/apimachinery/pkg/apis/meta/v1/generated.proto (ObjectMeta: 1 name, 2 generateName, 3 namespace,
-11 labels, 12 annotations). Only Secrets are decoded; anything else is refused by the caller.
+11 labels, 12 annotations). Secrets and the access reviews of `kubectl auth can-i` are decoded
+(k8s.io/api/authorization/v1/generated.proto: review 1 metadata, 2 spec; SelfSubjectAccessReviewSpec
+1 resourceAttributes, 2 nonResourceAttributes; SubjectAccessReviewSpec the same plus 3 user, 4 groups;
+ResourceAttributes 1 namespace, 2 verb, 3 group, 4 version, 5 resource, 6 subresource, 7 name); anything else
+is refused by the caller.
 """
 
 from __future__ import annotations
@@ -80,8 +84,10 @@ def decode(body: bytes) -> dict[str, Any]:
     if not isinstance(type_meta, bytes) or not isinstance(raw, bytes):
         raise ValueError("malformed runtime.Unknown")
     tm = {n: v.decode() for n, v in fields(type_meta) if isinstance(v, bytes)}
+    if tm.get(2) in ("SelfSubjectAccessReview", "SubjectAccessReview"):
+        return _review(tm.get(1) or "authorization.k8s.io/v1", tm[2], raw)
     if tm.get(2) != "Secret":
-        raise ValueError(f"protobuf is read for Secrets only, not {tm.get(2)!r}")
+        raise ValueError(f"protobuf is read for Secrets and access reviews only, not {tm.get(2)!r}")
     obj: dict[str, Any] = {"apiVersion": tm.get(1) or "v1", "kind": "Secret", "metadata": {}}
     for number, value in fields(raw):
         if number == 1 and isinstance(value, bytes):
@@ -97,3 +103,28 @@ def decode(body: bytes) -> dict[str, Any]:
         elif number == 5:
             obj["immutable"] = bool(value)
     return obj
+
+
+_ATTRIBUTES = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource", 6: "subresource", 7: "name"}
+
+
+def _review(api_version: str, kind: str, raw: bytes) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    for number, value in fields(raw):
+        if number != 2 or not isinstance(value, bytes):
+            continue
+        for field, item in fields(value):
+            if not isinstance(item, bytes):
+                continue
+            if field == 1:
+                attrs = {
+                    _ATTRIBUTES[n]: v.decode() for n, v in fields(item) if n in _ATTRIBUTES and isinstance(v, bytes)
+                }
+                spec["resourceAttributes"] = attrs
+            elif field == 2:
+                spec["nonResourceAttributes"] = {"path": "", "verb": ""}
+            elif field == 3:
+                spec["user"] = item.decode()
+            elif field == 4:
+                spec.setdefault("groups", []).append(item.decode())
+    return {"apiVersion": api_version, "kind": kind, "metadata": {}, "spec": spec}
