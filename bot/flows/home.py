@@ -26,13 +26,16 @@ class HomeTab:
         incidents = [i for i in stored if i.scope is not IncidentScope.FINDINGS]
         threads = [i for i in stored if i.scope is IncidentScope.FINDINGS]
         now = self.ctx.now()
-        principals = await self.ctx.users.principals(actor.id, self.ctx.policy.groups)
+        # With the cluster as the authority (access.mode kubernetes) the list is every pending proposal the rules
+        # (expiry, two-person) leave: the cluster answers when the button is clicked.
+        grants = self.ctx.authority.grants_decide
+        principals = await self.ctx.users.principals(actor.id, self.ctx.policy.groups) if grants else set()
         mine = [
             p
             for p in await self.ctx.store.pending_proposals()
             if p.status is ProposalStatus.PENDING
             and p.expires_at > now
-            and self.ctx.policy.may_approve(actor.id, principals, p, now).allowed
+            and self.ctx.policy.may_approve(actor.id, principals, p, now, grants=grants).allowed
         ]
         blocks: list[Block] = [
             {"type": "header", "text": {"type": "plain_text", "text": f"imagepull-doctor · {self.ctx.cluster}"[:150]}}

@@ -49,6 +49,7 @@ ALL_SCOPES = frozenset(
         "chat:write.public",
         "commands",
         "users:read",
+        "users:read.email",
         "usergroups:read",
         "channels:read",
         "groups:read",
@@ -754,6 +755,9 @@ class FakeSlackApi:
             "real_name": f"User {user}",
             "profile": {"display_name": user.lower(), "real_name": f"User {user}"},
         }
+        if "users:read.email" not in self.scopes and "email" in (info.get("profile") or {}):
+            # Without users:read.email Slack leaves the email out of the profile (docs.slack.dev users.info).
+            info = {**info, "profile": {k: v for k, v in info["profile"].items() if k != "email"}}
         return {"ok": True, "user": info}
 
     async def _usergroup_users(self, p: Payload) -> Payload:

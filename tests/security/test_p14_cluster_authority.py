@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from bot.identity import KubeIdentity
+from bot.identity import KubeIdentity, Unmapped
 from bot.model import ProposalStatus
 from bot.settings import AccessSettings, IdentitySettings, MappedIdentity, Settings
 from testkit.kube import objects as o
@@ -348,4 +348,13 @@ async def test_an_explicit_table_entry_wins_and_needs_no_profile(kubernetes_mode
     found = await w.flows.authority.identity(ROBOT)
     assert found == KubeIdentity("robot-operator", (), "table")
     assert not [c for c in w.slack.calls if c.method == "users.info" and c.payload.get("user") == ROBOT]
+    assert a is kubernetes_mode
+
+
+async def test_without_the_email_scope_nobody_maps_by_email(kubernetes_mode: Authority) -> None:
+    """Slack leaves `profile.email` out without users:read.email: the answer says what is missing."""
+    a, w = kubernetes_mode, kubernetes_mode.world
+    w.slack.scopes.discard("users:read.email")
+    found = await w.flows.authority.identity(ALICE)
+    assert isinstance(found, Unmapped) and "users:read.email" in found.reason
     assert a is kubernetes_mode

@@ -87,7 +87,11 @@ def test_scopes_cover_the_methods_the_bot_calls() -> None:
 
 # Scopes no Web API method of the bot needs but the app does: the slash command, and posting to public channels
 # the bot has not joined yet (start-up joins them, or reports them when it cannot).
-NOT_FOR_A_METHOD = {"commands": "/imagepull", "chat:write.public": "post before joining a public channel"}
+NOT_FOR_A_METHOD = {
+    "commands": "/imagepull",
+    "chat:write.public": "post before joining a public channel",
+    "users:read.email": "users.info returns profile.email only with it (Slack users as Kubernetes identities)",
+}
 
 
 def test_manifest_asks_for_no_scope_the_bot_does_not_use() -> None:
