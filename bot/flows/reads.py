@@ -49,6 +49,7 @@ class ReadCommands:
             + (f" · *channels with workloads at risk (latent-failure scan):* {at_risk}" if at_risk else ""),
             f"*Proposals waiting for approval:* {waiting}",
             f"*Two-person rule:* {rule} · *proposals expire after* {int(self.ctx.settings.access.proposal_ttl_s)}s",
+            f"*Who decides:* {_DECIDES[self.ctx.authority.mode]}",
         ]
         return notice("\n".join(lines))
 
@@ -163,3 +164,10 @@ def synthetic_incident(failure: PullFailure) -> Incident:
         registry=imageref.registry_key(ref.registry) if ref is not None else "unknown",
         cause=classify(failure.message).cause,
     )
+
+
+_DECIDES = {
+    "grants": "the bot's grants; fixes run as the bot",
+    "kubernetes": "the cluster's RBAC for your Kubernetes identity (SubjectAccessReview); fixes run as the approver",
+    "both": "the bot's grants and the cluster's RBAC; fixes run as the approver",
+}

@@ -15,9 +15,14 @@ from typing import Any
 
 import pytest
 
+from bot.chatops.port import Actor
+from bot.flows import Flows
 from bot.identity import KubeIdentity, Unmapped
+from bot.kube.client import load_api_client
 from bot.model import ProposalStatus
+from bot.registry.probe import RegistryProber
 from bot.settings import AccessSettings, IdentitySettings, MappedIdentity, Settings
+from bot.store.store import Store
 from testkit.kube import objects as o
 from tests.deploy.test_chart import BASE, FULLNAME, NAMESPACE, manifests, merge_values, render_helm
 from tests.handlers.conftest import (
@@ -358,3 +363,52 @@ async def test_without_the_email_scope_nobody_maps_by_email(kubernetes_mode: Aut
     found = await w.flows.authority.identity(ALICE)
     assert isinstance(found, Unmapped) and "users:read.email" in found.reason
     assert a is kubernetes_mode
+
+
+@pytest.mark.parametrize(("mode", "allowed"), [("kubernetes", True), ("both", False)])
+async def test_cluster_rights_without_a_grant(world: World, tmp_path: Any, mode: str, allowed: bool) -> None:
+    """The robot account has cluster rights and no grant: enough in mode kubernetes, not in both."""
+    async for a in _authority(world, mode, tmp_path):
+        w = a.world
+        w.sim.load_rbac([_binding("robot-fixer", "User", "robot-operator")])
+        (pod,) = failing_deployment(w.sim)
+        await a.propose_delete(ALICE, pod["metadata"]["name"])
+        answer = await a.click("approve", await _proposal(a), ROBOT)
+        assert ("approved" in answer) is allowed, answer
+        if not allowed:
+            assert "no grant for delete_pod" in answer
+
+
+async def test_an_approval_on_another_clusters_bot_is_reviewed_by_the_clusters_own(
+    kubernetes_mode: Authority, tmp_path: Any
+) -> None:
+    """The bot of cluster "edge" takes the click (shared database) but cannot ask cluster "prod": it records the
+    approval as deferred, and prod's executor reviews the approver and runs the fix as her, or refuses it."""
+    a, w = kubernetes_mode, kubernetes_mode.world
+    edge_settings = authority_settings(w, "kubernetes", w.kubeconfig)
+    edge_settings.kube.cluster_name = "edge"
+    api = await load_api_client(edge_settings.kube)
+    store = await Store.open(w.db_url)
+    prober = RegistryProber(edge_settings.registry)
+    w._closers += [prober.close, api.close, store.close]
+    edge = Flows(settings=edge_settings, store=store, api=api, prober=prober, slack=w.client, identity="edge-1")
+    pods = failing_deployment(w.sim, name="web") + failing_deployment(w.sim, name="api")
+    for approver, pod in ((ALICE, pods[0]), (BOB, pods[1])):
+        await a.propose_delete(ALICE, pod["metadata"]["name"])
+        proposal_id = await _proposal(a)
+        reply = await edge.approve(proposal_id, Actor(approver, approver))
+        assert reply.ok, reply.text  # edge cannot review; prod will
+        approved = await a.audit("proposal.approved")
+        assert approved[-1]["review"].startswith("deferred: the bot of cluster prod reviews")
+        await w.flows.run_executor_once()
+        stored = await w.store.get_proposal(proposal_id)
+        assert stored is not None
+        if approver == ALICE:
+            assert stored.status is ProposalStatus.SUCCEEDED, stored.result
+        else:
+            assert stored.status is ProposalStatus.FAILED and "`bob@example.com` may not delete pods" in (
+                stored.result or ""
+            )
+    assert [i.user for i in w.sim.impersonations if i.method == "DELETE" and "dryRun" not in i.path] == [
+        "alice@example.com"
+    ]
