@@ -209,6 +209,8 @@ async def test_an_allowed_approver_runs_the_fix_as_herself(kubernetes_mode: Auth
     stored = await w.store.get_proposal(proposal_id)
     assert stored is not None and stored.status is ProposalStatus.SUCCEEDED
     assert stored.params["approver_k8s_user"] == "alice@example.com"
+    # The chart's RBAC for this mode was enough: nothing the bot itself asked for was refused.
+    assert not [(attrs.verb, attrs.resource) for user, attrs, ok in w.sim.authorizations if user == BOT_USER and not ok]
 
 
 async def test_a_slack_grant_without_cluster_rights_is_refused(cluster_mode: Authority) -> None:
