@@ -16,13 +16,14 @@ from typing import Any
 import pytest
 
 from bot.chatops.port import Actor
-from bot.flows import Flows
+from bot.flows import Flows, SecretDefaults
 from bot.identity import KubeIdentity, Unmapped
 from bot.kube.client import load_api_client
 from bot.model import ProposalStatus
 from bot.registry.probe import RegistryProber
 from bot.settings import AccessSettings, IdentitySettings, MappedIdentity, Settings
 from bot.store.store import Store
+from handlers.modals import recreate_secret_view
 from testkit.kube import objects as o
 from tests.deploy.test_chart import BASE, FULLNAME, NAMESPACE, manifests, merge_values, render_helm
 from tests.handlers.conftest import (
@@ -31,11 +32,12 @@ from tests.handlers.conftest import (
     action_body,
     command_body,
     eventually,
+    eventually_async,
     failing_deployment,
     settings_for,
     signed_headers,
 )
-from tests.security.conftest import rebuild, serve_app
+from tests.security.conftest import rebuild, serve_app, submission
 from tests.store.queries import pending_outbox
 
 pytestmark = pytest.mark.integration
@@ -414,3 +416,46 @@ async def test_an_approval_on_another_clusters_bot_is_reviewed_by_the_clusters_o
     assert [i.user for i in w.sim.impersonations if i.method == "DELETE" and "dryRun" not in i.path] == [
         "alice@example.com"
     ]
+
+
+async def test_typed_credentials_are_tested_only_for_who_the_cluster_lets_write_the_secret(
+    kubernetes_mode: Authority,
+) -> None:
+    """The recreate-secret form: bob (no cluster rights) makes no registry request at all; sam (group sre, which may
+    write pull secrets in shop) gets a proposal whose dry run ran as him."""
+    a, w = kubernetes_mode, kubernetes_mode.world
+    w.sim.load_rbac(
+        [
+            {
+                "kind": "Role",
+                "metadata": {"name": "secret-writer", "namespace": "shop"},
+                "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "create", "patch"]}],
+            },
+            {
+                "kind": "RoleBinding",
+                "metadata": {"name": "sre-secrets", "namespace": "shop"},
+                "roleRef": {"kind": "Role", "name": "secret-writer"},
+                "subjects": [{"kind": "Group", "name": "sre"}],
+            },
+        ]
+    )
+    w.registry.add_image("team/web", "v9")
+    w.registry.require_auth("team/*", "robot", "right-pass-9f3k")
+    image = f"{w.registry_host}/team/web:v9"
+    view = recreate_secret_view(SecretDefaults("prod", "shop", image=image), "C0ALERTS")
+    typed = {"secret": "regcred", "source": "", "server": w.registry_host, "username": "robot", "image": image}
+    typed["password"] = "right-pass-9f3k"
+    body = submission(view, typed, BOB)
+    status, _ = await a.endpoint.post(body, signed_headers(body))
+    assert status == 200  # the modal closes; the refusal comes as an ephemeral message
+    (refusal,) = await eventually(lambda: w.slack.ephemerals)
+    assert "Only users the cluster allows to write this secret" in refusal.text, refusal.text
+    assert "`bob@example.com` may not create secrets" in refusal.text
+    assert not w.registry.requests  # no probe for someone who may not write the secret
+    body = submission(view, typed, SAM)
+    await a.endpoint.post(body, signed_headers(body))
+    (proposal,) = await eventually_async(w.store.pending_proposals)
+    assert proposal.params["mode"] == "credentials"
+    assert {(i.user, i.groups) for i in w.sim.impersonations if "dryRun" in i.path} == {("sam@example.com", ("sre",))}
+    created = await a.audit("proposal.created")
+    assert created[-1]["k8s_user"] == "sam@example.com"
