@@ -186,6 +186,16 @@ async def _proposal(a: Authority) -> int:
     return pending[0].id or 0
 
 
+async def _approved_by_alice(a: Authority) -> tuple[str, int]:
+    """A failing pod's deletion proposed and approved by alice; (pod name, proposal id)."""
+    (pod,) = failing_deployment(a.world.sim)
+    name = str(pod["metadata"]["name"])
+    await a.propose_delete(ALICE, name)
+    proposal_id = await _proposal(a)
+    assert "approved" in await a.click("approve", proposal_id, ALICE)
+    return name, proposal_id
+
+
 async def test_an_allowed_approver_runs_the_fix_as_herself(kubernetes_mode: Authority) -> None:
     a, w = kubernetes_mode, kubernetes_mode.world
     (pod,) = failing_deployment(w.sim)
@@ -234,11 +244,7 @@ async def test_a_slack_grant_without_cluster_rights_is_refused(cluster_mode: Aut
 
 async def test_a_role_removed_between_approval_and_execution_stops_it(kubernetes_mode: Authority) -> None:
     a, w = kubernetes_mode, kubernetes_mode.world
-    (pod,) = failing_deployment(w.sim)
-    name = pod["metadata"]["name"]
-    await a.propose_delete(ALICE, name)
-    proposal_id = await _proposal(a)
-    assert "approved" in await a.click("approve", proposal_id, ALICE)
+    name, proposal_id = await _approved_by_alice(a)
     assert w.sim.rbac.unbind("alice-fixer", "shop") == 1
     await w.flows.run_executor_once()
     assert w.sim.get("Pod", "shop", name) is not None and not w.sim.get("Pod", "shop", name)["metadata"].get(
@@ -326,11 +332,7 @@ async def test_a_forged_identity_in_the_payload_is_ignored(kubernetes_mode: Auth
 
 async def test_an_email_changed_since_the_approval_does_not_run(kubernetes_mode: Authority) -> None:
     a, w = kubernetes_mode, kubernetes_mode.world
-    (pod,) = failing_deployment(w.sim)
-    name = pod["metadata"]["name"]
-    await a.propose_delete(ALICE, name)
-    proposal_id = await _proposal(a)
-    assert "approved" in await a.click("approve", proposal_id, ALICE)
+    _, proposal_id = await _approved_by_alice(a)
     w.slack.users[ALICE] = _user(ALICE, "alice.other@example.com")
     await w.flows.run_executor_once()
     stored = await w.store.get_proposal(proposal_id)
