@@ -76,7 +76,44 @@ def test_memory_measures_the_bot_with_the_world_in_another_process() -> None:
     assert result["seconds_to_sync"] > 0
 
 
-@pytest.mark.parametrize("module", ["bench.latency", "bench.storm", "bench.memory", "testkit.simserver"])
+SCALE_KEYS = {
+    "pods",
+    "failing",
+    "seconds_to_sync",
+    "rss_mb",
+    "rss_baseline_mb",
+    "incidents",
+    "slack_calls",
+    "duplicates",
+    "diagnoses",
+    "registry_probes",
+    "db_writes",
+    "seconds_to_all_posted",
+}
+
+
+def test_scale_storm_and_failover_post_every_incident_once() -> None:
+    """A small cluster, a storm over four workloads on two registries, then a second replica takes over."""
+    result = _run(
+        "bench.scale",
+        *("--pods", "600", "--failing", "200", "--per-failing-workload", "50", "--ramp", "1", "--failover"),
+        timeout=180,
+    )
+    assert result.keys() >= SCALE_KEYS
+    assert result["pods"] == 600 and result["failing"] == 200
+    assert result["distinct_failing_keys"] == result["failing_workloads"] == 4
+    assert result["duplicates"] == 0 and result["unposted"] == 0
+    assert result["seconds_to_all_posted"] is not None
+    assert 1 <= result["incidents"] <= 4
+    assert 1 <= result["diagnoses"] <= result["distinct_failing_keys"]
+    assert 1 <= result["registry_probes"] <= result["distinct_failing_keys"]
+    assert result["failures_seen"] >= result["failing"]
+    assert 0 < result["db_writes"] < result["failing"]
+    assert result["seconds_takeover_to_watching"] > 0
+    assert 0 < result["rss_baseline_mb"] <= result["rss_mb"]
+
+
+@pytest.mark.parametrize("module", ["bench.latency", "bench.storm", "bench.memory", "bench.scale", "testkit.simserver"])
 def test_help_exits_cleanly(module: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
