@@ -299,7 +299,8 @@ class PodWatcher:
         if type_ == "BOOKMARK":
             return new_rv
         if what == "pods":
-            await self._guarded(self._pod_changed(obj, deleted=type_ == "DELETED"), obj)
+            if not self._nothing_to_do(obj):
+                await self._guarded(self._pod_changed(obj, deleted=type_ == "DELETED"), obj)
         elif type_ != "DELETED":
             await self._guarded(self._event_seen(obj), obj)
         return new_rv
@@ -324,19 +325,35 @@ class PodWatcher:
         return rv
 
     async def _list_pods(self) -> str:
+        # Only keys of pods the watcher remembers (failing ones) are collected: those not listed again are gone.
         seen: set[tuple[str, str]] = set()
         rv = ""
         async for items, page_rv in self._pages("pods"):
             rv = rv or page_rv
             for item in items:
-                meta = (item.get("metadata") if isinstance(item, dict) else None) or {}
-                seen.add((meta.get("namespace", ""), meta.get("name", "")))
+                if self._nothing_to_do(item):
+                    continue
                 await self._guarded(self._pod_changed(item, deleted=False), item)
+                meta = (item.get("metadata") if isinstance(item, dict) else None) or {}
+                key = (meta.get("namespace", ""), meta.get("name", ""))
+                if key in self._pods:
+                    seen.add(key)
         for key in [k for k in self._pods if k not in seen]:
             await self._recover_pod(key, "pod_deleted")
         return rv
 
     # ---- pods ----
+
+    def _nothing_to_do(self, pod: Any) -> bool:
+        """A pod the watcher remembers nothing about and whose status waits on no image pull: most pods, skipped
+        after a few dictionary reads (nothing is kept or built for them). An object of unexpected shape is not
+        skipped here: `_pod_changed` logs it."""
+        try:
+            meta = pod.get("metadata") or {}
+            key = (meta.get("namespace", ""), meta.get("name", ""))
+            return key not in self._pods and not podstate.may_wait_on_pull(pod)
+        except (AttributeError, TypeError):
+            return False
 
     def _wanted(self, namespace: str) -> bool:
         if self._include and namespace not in self._include:
