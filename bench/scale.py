@@ -11,7 +11,8 @@ child process migrated first (as the Helm chart's migration Job does). Steps:
    gone); the run ends once the outbox is empty and the fake Slack has been quiet for longer than the parent-update
    interval;
 4. optionally (`--failover`) a second bot with the same database takes over the Lease: `seconds_takeover_to_watching`
-   is from its start to its watcher synced, and whatever it posts again counts in `duplicates`.
+   is from its start to its watcher synced, `failover_diagnoses` and `failover_registry_probes` what it verified
+   again, and whatever it posts again counts in `duplicates`.
 
 Last stdout line, one JSON object: `pods`, `failing`, `seconds_to_sync`, `rss_mb` (the largest VmRSS from the start of
 the watch to the end), `rss_baseline_mb`, `incidents` (stored for the cluster), `slack_calls` (every Web API call the
@@ -133,9 +134,9 @@ async def settle(bot: Bot, sim: Simulator, quiet_s: float, deadline: float) -> N
     log.warning("the storm did not settle before the deadline")
 
 
-async def failover(settings: Settings, sim: Simulator, first: Any) -> float:
+async def failover(settings: Settings, sim: Simulator, first: Any) -> dict[str, Any]:
     """Stop the first bot (its Lease is released) and start a second replica on the same database: seconds from its
-    start to its watcher synced."""
+    start to its watcher synced, and the diagnoses and probes it made (what it re-posts counts in `duplicates`)."""
     await first.stop()
     second = Settings.model_validate({**settings.model_dump(), "ha": {"identity": "bench-scale-follower"}})
     started = time.monotonic()
@@ -143,7 +144,11 @@ async def failover(settings: Settings, sim: Simulator, first: Any) -> float:
         took = time.monotonic() - started
         log.info("follower watching %.2fs after it started", took)
         await settle(runner.bot, sim, quiet_s=5.0, deadline=time.monotonic() + 60)
-    return took
+        return {
+            "seconds_takeover_to_watching": round(took, 2),
+            "failover_diagnoses": runner.bot.pipeline.stats.diagnoses,
+            "failover_registry_probes": runner.bot.prober.probes_made,
+        }
 
 
 async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -161,7 +166,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         rss = RssPeak()
         sampler = asyncio.create_task(rss.run())
         started = time.monotonic()
-        takeover_s: float | None = None
+        takeover: dict[str, Any] = {}
         try:
             runner_cm = running_bot(settings, bot=built, timeout_s=args.sync_timeout)
             runner = await runner_cm.__aenter__()
@@ -178,7 +183,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 probes = bot.prober.probes_made
                 failures_seen = bot.pipeline.stats.failures_seen
                 if args.failover:
-                    takeover_s = await failover(settings, sim, runner)
+                    takeover = await failover(settings, sim, runner)
             finally:
                 await runner_cm.__aexit__(None, None, None)
         finally:
@@ -218,8 +223,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "slack_429_by_tier": stats["slack_429_by_tier"],
         "unposted": sum(1 for p in posted if p is None),
     }
-    if takeover_s is not None:
-        result["seconds_takeover_to_watching"] = round(takeover_s, 2)
+    result.update(takeover)
     return result
 
 

@@ -17,7 +17,17 @@ from bot.diagnoser import Diagnoser
 from bot.diagnosis.classify import classify
 from bot.incidents import Change, IncidentBook
 from bot.logging_setup import incident_id
-from bot.model import Cause, Classification, Diagnosis, Incident, OutboxMessage, PullFailure, Recovery
+from bot.model import (
+    Cause,
+    Classification,
+    Diagnosis,
+    Incident,
+    IncidentScope,
+    IncidentStatus,
+    OutboxMessage,
+    PullFailure,
+    Recovery,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +85,21 @@ class Pipeline:
         self.stats = PipelineStats()
 
     async def restore(self, incidents: Sequence[Incident]) -> None:
-        """Start over from stored incidents: a replica that becomes leader forgets what it knew and reloads."""
+        """Start over from stored incidents: a replica that becomes leader forgets what it knew and reloads.
+
+        The diagnoses of open workload incidents go into the diagnosis cache, as if just made: the first list after a
+        failover reports every failing pod again, and what the previous leader verified and posted is not verified
+        again for them (a diagnosis older than the cache's lifetime is made again for the next new failure)."""
         async with self._save_lock:
             self._book.clear()
             self._book.load(incidents)
             self._failing.clear()
             self._deferred.clear()
+            now = time.monotonic()
+            for inc in incidents:
+                key = self._known_key(inc)
+                if key is not None and inc.diagnosis is not None:
+                    self._cache.setdefault(key, (now, inc.diagnosis))
 
     async def on_failure(self, failure: PullFailure) -> None:
         """Watcher callback: diagnose (once per workload and cause for a while) and fold into an incident."""
@@ -133,6 +152,18 @@ class Pipeline:
         """Full diagnosis of one failure (see `bot.diagnoser`). Never raises."""
         self.stats.diagnoses += 1
         return await self._diagnoser.diagnose(failure, classification)
+
+    @staticmethod
+    def _known_key(inc: Incident) -> tuple[str, ...] | None:
+        """The diagnosis cache key of an open workload incident's failures (None: not one to reuse; node-bound
+        causes depend on each pod's node)."""
+        diagnosis = inc.diagnosis
+        if inc.status is not IncidentStatus.OPEN or inc.scope is not IncidentScope.WORKLOAD or diagnosis is None:
+            return None
+        told = diagnosis.message_cause
+        if told is None or told in _NODE_BOUND or inc.cause in _NODE_BOUND:
+            return None
+        return (inc.namespace, str(inc.workload), inc.container, inc.image, told.value, "")
 
     async def diagnose_cached(self, failure: PullFailure, classification: Classification) -> Diagnosis:
         """Pods of one workload share a spec: verify once per workload, image and message cause for a while."""

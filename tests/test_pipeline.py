@@ -123,6 +123,33 @@ async def test_one_diagnosis_per_workload_while_fresh(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_a_new_leader_reuses_the_stored_diagnoses_and_posts_nothing_again(tmp_path: Path) -> None:
+    """After a takeover, the pods of a stored open incident reported again by the first list are neither diagnosed
+    nor posted again; a workload the old leader never saw is diagnosed as usual."""
+    store = await _store(tmp_path)
+    try:
+        first = Pipeline(book=_book(), store=store, diagnoser=CountingDiagnoser())
+        for i in range(3):
+            await first.on_failure(failure(f"api-{i}"))
+        await first.tick()
+        posted = len(await queries.pending_outbox(store))
+        diagnoser = CountingDiagnoser()
+        follower = Pipeline(book=_book(), store=store, diagnoser=diagnoser)
+        await follower.restore(await store.open_incidents("prod"))
+        for i in range(4):
+            await follower.on_failure(failure(f"api-{i}"))
+        await follower.on_failure(failure("worker-0", workload="worker"))
+        await follower.tick()
+        assert diagnoser.calls == ["worker-0"]
+        assert follower.stats.diagnosis_cache_hits == 4
+        outbox = await queries.pending_outbox(store)
+        assert len(outbox) == posted + 2  # the new workload's parent and diagnosis only
+        api = next(i for i in await store.open_incidents("prod") if i.workload.name == "api")
+        assert len(api.pods) == 4
+    finally:
+        await store.close()
+
+
 async def test_a_failed_save_is_retried_until_the_database_answers(tmp_path: Path) -> None:
     """Three dropped connections: the fourth attempt stores the incident and its Slack writes, once."""
     store = await _store(tmp_path)
