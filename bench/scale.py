@@ -15,11 +15,12 @@ child process migrated first (as the Helm chart's migration Job does). Steps:
    again, and whatever it posts again counts in `duplicates`.
 
 Last stdout line, one JSON object: `pods`, `failing`, `seconds_to_sync`, `rss_mb` (the largest VmRSS from the start of
-the watch to the end), `rss_baseline_mb`, `incidents` (stored for the cluster), `slack_calls` (every Web API call the
-fake Slack recorded), `duplicates` (top-level posts beyond the first per incident key, from the fake's record),
-`diagnoses` (the pipeline's full diagnoses), `registry_probes` (probes the prober sent to a registry, neither cached
-nor joined), `db_writes` (INSERT/UPDATE/DELETE statements executed on the bot's engine), `seconds_to_all_posted`
-(from the first failing pod to the last incident's diagnosis reply; null if one was never posted), and more:
+the watch to the end of the storm; `rss_failover_mb` then covers the follower, which runs in this same process),
+`rss_baseline_mb`, `incidents` (stored for the cluster), `slack_calls` (every Web API call the fake Slack recorded),
+`duplicates` (top-level posts beyond the first per incident key, from the fake's record), `diagnoses` (the
+pipeline's full diagnoses), `registry_probes` (probes the prober sent to a registry, neither cached nor joined),
+`db_writes` (INSERT/UPDATE/DELETE statements executed on the bot's engine), `seconds_to_all_posted` (from the first
+failing pod to the last incident's diagnosis reply; null if one was never posted), and more:
 `distinct_failing_keys` (distinct failing (image, credentials, platform)), `seconds_pacing_floor` (top-level and
 thread posts over the channel pace: no bot posts them faster), `registry_requests` (as the registries counted them).
 """
@@ -182,6 +183,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 diagnoses = bot.pipeline.stats.diagnoses
                 probes = bot.prober.probes_made
                 failures_seen = bot.pipeline.stats.failures_seen
+                one_bot_peak = rss.peak
                 if args.failover:
                     takeover = await failover(settings, sim, runner)
             finally:
@@ -201,7 +203,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "pods": info["pods"],
         "failing": storm["storm_flipped"],
         "seconds_to_sync": round(synced_s, 2),
-        "rss_mb": round(rss.peak, 1),
+        "rss_mb": round(one_bot_peak, 1),
         "rss_baseline_mb": round(baseline, 1),
         "incidents": len(incidents),
         "slack_calls": stats["slack_calls"],
@@ -223,6 +225,9 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "slack_429_by_tier": stats["slack_429_by_tier"],
         "unposted": sum(1 for p in posted if p is None),
     }
+    if takeover:
+        # The follower runs in this process after the first bot stopped: what the first left in the heap counts too.
+        result["rss_failover_mb"] = round(rss.peak, 1)
     result.update(takeover)
     return result
 

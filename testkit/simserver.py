@@ -10,7 +10,8 @@ at once when a `storm` line arrives on stdin (bench.scale): every other one is o
 answering 503 (a registry outage: one registry-level cause), the others lose their tag (a retention policy deleted it:
 one workload-level cause each). Each workload has its own image, no pull secret and runs on amd64 nodes, so the
 distinct failing (image, credentials, platform) are the storm's workloads. Lines on stdin, one JSON line answered:
-- `storm [RAMP_S]`: flip the storm's pods to ErrImagePull with kubelet's Failed event, spread over RAMP_S seconds;
+- `storm [RAMP_S]`: flip the storm's pods to ErrImagePull with kubelet's Failed event, spread over RAMP_S seconds,
+  one pod of each workload in turn;
   answers `{"storm_started": monotonic, "storm_flipped": n, "storm_done": monotonic}` once all are flipped;
 - `calls`: `{"slack_calls": n}`;
 - `stats`: what the fake Slack and the registries saw (`slack_calls`, `calls_by_method`, `parents` per incident key,
@@ -109,18 +110,23 @@ class StormWorld:
         self.pod_names: dict[tuple[str, str], list[str]] = {}
 
     async def run_storm(self, ramp_s: float) -> dict[str, Any]:
-        """Flip every storm pod to ErrImagePull (with its Failed event) over `ramp_s` seconds."""
+        """Flip every storm pod to ErrImagePull (with its Failed event) over `ramp_s` seconds, taking one pod of
+        each workload in turn: a registry outage reaches every workload's pods at their next pull, not one workload
+        after the other."""
         started = time.monotonic()
         self.registries[-1].set_fault("server_error", on="manifests", status=503)
-        total = sum(len(v) for v in self.pod_names.values())
+        queues = [(s, list(self.pod_names.get((s.workload.namespace, s.workload.name), []))) for s in self.storm]
+        total = sum(len(names) for _, names in queues)
         flipped = 0
-        for s in self.storm:
-            w = s.workload
-            message = k8s.pull_error(w.image, s.error)
-            for name in self.pod_names.get((w.namespace, w.name), []):
-                current = self.cluster.get("Pod", w.namespace, name)
+        while any(names for _, names in queues):
+            for s, names in queues:
+                if not names:
+                    continue
+                w = s.workload
+                current = self.cluster.get("Pod", w.namespace, names.pop(0))
                 if current is None:
                     continue
+                message = k8s.pull_error(w.image, s.error)
                 pod = self.cluster.put(k8s.set_waiting(current, w.name, "ErrImagePull", message))
                 self.cluster.put(k8s.failed_pull_event(pod, w.name, message))
                 flipped += 1
