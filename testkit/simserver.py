@@ -33,6 +33,7 @@ from typing import Any
 
 from testkit.kube import objects as k8s
 from testkit.kube.apiserver import SimCluster
+from testkit.kube.objectstore import resource_for
 from testkit.oci.simregistry import SimRegistry
 from testkit.slack.web_api import FakeSlackApi
 from testkit.world import (
@@ -179,7 +180,8 @@ async def serve(
                 if w.image.startswith(outage_host):
                     outage.add_image(w.image.split("/", 1)[1].rsplit(":", 1)[0], "2.0")
                 made = kubelet.start(w)
-                world.pod_names[(w.namespace, w.name)] = [p["metadata"]["name"] for p in made]
+                # Pod names end in a random suffix: two of one workload may collide (the second replaces the first).
+                world.pod_names[(w.namespace, w.name)] = sorted({p["metadata"]["name"] for p in made})
                 kubelet.pods.clear()
             info = {
                 "kube": cluster.url,
@@ -187,9 +189,9 @@ async def serve(
                 "slack": fake.url,
                 "registry": host,
                 "registries": [host, outage_host],
-                "pods": sum(w.replicas for w in workloads) + sum(s.workload.replicas for s in stormy),
+                "pods": cluster.store.count(resource_for("pods")),
                 "failing": sum(w.replicas for w in workloads if w.error is not None),
-                "storm": sum(s.workload.replicas for s in stormy),
+                "storm": sum(len(names) for names in world.pod_names.values()),
                 "storm_workloads": len(stormy),
                 # Each storm workload has its own image, no pull secret, amd64 nodes: one (image, credentials,
                 # platform) each.

@@ -308,6 +308,10 @@ class ObjectStore:
         """The stored object itself (not a copy), or None."""
         return self._objects[rt.plural].get((namespace or "", name))
 
+    def count(self, rt: ResourceType) -> int:
+        """How many objects of the type are stored."""
+        return len(self._objects[rt.plural])
+
     def items(
         self,
         rt: ResourceType,
