@@ -69,11 +69,11 @@ class Simulator:
 
 
 @contextlib.asynccontextmanager
-async def simulator(args: argparse.Namespace, workdir: Path) -> AsyncIterator[Simulator]:
+async def simulator(args: argparse.Namespace, workdir: Path, *extra: str) -> AsyncIterator[Simulator]:
     """Start the child, read its ready line; stop it by closing its stdin."""
     command = [sys.executable, "-m", "testkit.simserver", "--pods", str(args.pods), "--failing-fraction", "0"]
     command += ["--per-workload", str(args.per_workload), "--storm", str(args.failing)]
-    command += ["--storm-per-workload", str(args.per_failing_workload), "--workdir", str(workdir)]
+    command += ["--storm-per-workload", str(args.per_failing_workload), "--workdir", str(workdir), *extra]
     child = await asyncio.create_subprocess_exec(
         *command, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**26
     )

@@ -37,6 +37,7 @@ from testkit.kube.objectstore import resource_for
 from testkit.oci.simregistry import SimRegistry
 from testkit.slack.web_api import FakeSlackApi
 from testkit.world import (
+    CHANNEL,
     DNS_HOST,
     BenchKubelet,
     Workload,
@@ -159,6 +160,7 @@ async def serve(
     workdir: Path,
     storm: int = 0,
     storm_per_workload: int = 500,
+    channels: int = 0,
 ) -> None:
     """Start everything, print the JSON line, answer stdin's commands until its EOF or a signal."""
     registry, outage = SimRegistry(), SimRegistry()
@@ -167,6 +169,8 @@ async def serve(
     try:
         async with sim_world(workdir) as (cluster, fake, kubeconfig):
             started = time.monotonic()
+            for i in range(channels):
+                fake.add_channel(f"{CHANNEL}-{i}")
             kubelet = BenchKubelet(cluster)
             stormy = storm_plan(min(storm, pods), max(1, storm_per_workload), host, outage_host)
             workloads = plan(pods - sum(s.workload.replicas for s in stormy), failing_fraction, per_workload, host)
@@ -241,6 +245,7 @@ def main() -> None:
     parser.add_argument("--per-workload", type=int, default=50)
     parser.add_argument("--storm", type=int, default=0, help="pods (of --pods) that fail on the `storm` command")
     parser.add_argument("--storm-per-workload", type=int, default=500)
+    parser.add_argument("--channels", type=int, default=0, help="extra Slack channels #imagepull-bench-0, -1, ...")
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--log-level", default="WARNING")
     args = parser.parse_args()
@@ -253,6 +258,7 @@ def main() -> None:
             args.workdir,
             max(0, args.storm),
             args.storm_per_workload,
+            max(0, args.channels),
         )
     )
 
