@@ -176,6 +176,8 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "seconds_to_all_posted": round(max(p for p in posted if p is not None) - storm["storm_started"], 2)
         if all_posted
         else None,
+        "slack_429_by_tier": stats["slack_429_by_tier"],
+        "calls_by_method": stats["calls_by_method"],
         "pg_connections_peak": sampler.connections_peak,
         "pg_lock_waits_peak": sampler.lock_waits_peak,
         **totals,

@@ -10,10 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bot.store.engine import PG_MAX_OVERFLOW, PG_POOL_SIZE
+from tests.conftest import fresh_pg_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,7 +118,33 @@ def test_scale_storm_and_failover_post_every_incident_once() -> None:
     assert 0 < result["rss_baseline_mb"] <= result["rss_mb"]
 
 
-@pytest.mark.parametrize("module", ["bench.latency", "bench.storm", "bench.memory", "bench.scale", "testkit.simserver"])
+@pytest.fixture
+def own_pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one bench run (skips, or fails in CI, when the server is down)."""
+    yield from fresh_pg_database("ipd_bench")
+
+
+@pytest.mark.integration
+def test_multicluster_bots_share_postgresql_without_duplicates(own_pg_url: str) -> None:
+    """Three bots (three cluster names) on one PostgreSQL database through one storm: each posts its own incidents
+    once, and the server sees no more connections than three pools hold."""
+    result = _run(
+        "bench.multicluster",
+        *("--bots", "3", "--pods", "600", "--failing", "200", "--per-failing-workload", "50", "--ramp", "1"),
+        *("--database-url", own_pg_url),
+        timeout=180,
+    )
+    assert result["bots"] == 3 and result["failing"] == 200
+    assert result["duplicates"] == 0 and result["unposted"] == 0
+    assert 3 <= result["incidents"] <= 12
+    assert result["diagnoses"] <= 3 * 4 and result["registry_probes"] <= 3 * 4
+    assert 3 <= result["pg_connections_peak"] <= 3 * (PG_POOL_SIZE + PG_MAX_OVERFLOW) + 1  # + the migration's
+    assert result["pg_deadlocks"] == 0
+
+
+@pytest.mark.parametrize(
+    "module", ["bench.latency", "bench.storm", "bench.memory", "bench.scale", "bench.multicluster", "testkit.simserver"]
+)
 def test_help_exits_cleanly(module: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
