@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.storm --pods 1000
 	$(BIN)/python -m bench.memory --pods 10000
+	$(BIN)/python -m bench.scale --pods 20000 --failing 2000 --ramp 10
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .demo

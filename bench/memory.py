@@ -1,9 +1,11 @@
 """Resident memory of the bot: `python -m bench.memory --pods N [--failing-fraction 0.05]`; last stdout line is JSON.
 
 The simulated cluster, registry and fake Slack run in a child process (testkit.simserver), so this process holds only
-the bot. `rss_baseline_mb` is this process's VmRSS once the bot is built (imports, database, clients) and before it
-watches; `rss_mb` is the largest VmRSS seen after the watcher synced and through a steady period in which the bot
-diagnoses and posts the failing workloads. `--tracemalloc` adds the top allocation sites to stderr.
+the bot. The database is migrated by a child process first (as the Helm chart's migration Job does), so the bot
+finds it at head and does not import Alembic. `rss_baseline_mb` is this process's VmRSS once the bot is built
+(imports, database, clients) and before it watches; `rss_mb` is the largest VmRSS seen after the watcher synced and
+through a steady period in which the bot diagnoses and posts the failing workloads. `--tracemalloc` adds the top
+allocation sites to stderr.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 
 from bot.composition import Bot
 from testkit.inprocess import running_bot
-from testkit.world import bench_settings, rss_mb, setup_logging
+from testkit.world import bench_settings, migrate_in_child, rss_mb, setup_logging
 
 log = logging.getLogger("bench.memory")
 
@@ -56,6 +58,7 @@ def simserver(
 async def measure(info: dict[str, Any], workdir: Path, steady_s: float, trace: bool) -> dict[str, Any]:
     """Build and run the bot against the child's world; return the JSON figures."""
     settings = bench_settings(workdir, Path(info["kubeconfig"]), str(info["slack"]), [str(info["registry"])])
+    await migrate_in_child(settings.database_url)
     built = await Bot.create(settings)
     baseline = rss_mb()
     if trace:

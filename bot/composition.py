@@ -208,6 +208,9 @@ class Bot:
             wake_outbox=lambda: bot_ref[0].outbox_wake() if bot_ref else None,
             on_diagnosis=observe,
             on_saved=metrics.incident_saved,
+            # A diagnosis is as fresh as the registry probe it used: re-verifying a workload before the prober's
+            # cache expires only repeats the cluster reads, once per workload for every minute a storm lasts.
+            diagnosis_ttl_s=settings.registry.cache_ttl_s,
         )
         bot = cls(settings, store, api, prober, inspector, book, pipeline, outbox, client, metrics, identity, channels)
         bot_ref.append(bot)

@@ -15,9 +15,19 @@ from typing import Protocol
 
 from bot.diagnoser import Diagnoser
 from bot.diagnosis.classify import classify
-from bot.incidents import Change, IncidentBook
+from bot.incidents import Change, IncidentBook, registry_of
 from bot.logging_setup import incident_id
-from bot.model import Cause, Classification, Diagnosis, Incident, OutboxMessage, PullFailure, Recovery
+from bot.model import (
+    Cause,
+    Classification,
+    Diagnosis,
+    Incident,
+    IncidentScope,
+    IncidentStatus,
+    OutboxMessage,
+    PullFailure,
+    Recovery,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +80,36 @@ class Pipeline:
         self._on_diagnosis = on_diagnosis
         self._on_saved = on_saved
         self._failing: set[tuple[str, str]] = set()  # (namespace, pod) reported failing since start
+        # After a takeover, until the first sync is reconciled: "ns/workload" of open registry incidents -> (registry,
+        # diagnosis), for the workloads such an incident lists (their container and image are not stored): their
+        # pods, reported again by the first list, join the incident without a diagnosis of their own.
+        self._restored_registry: dict[str, tuple[str, Diagnosis]] = {}
         self._deferred: dict[str, Change] = {}  # incident key -> latest change that posts nothing
         self._save_attempts = max(1, save_attempts)
         self.stats = PipelineStats()
 
     async def restore(self, incidents: Sequence[Incident]) -> None:
-        """Start over from stored incidents: a replica that becomes leader forgets what it knew and reloads."""
+        """Start over from stored incidents: a replica that becomes leader forgets what it knew and reloads.
+
+        The diagnoses of open workload incidents go into the diagnosis cache, as if just made, and the workloads an
+        open registry incident lists join it again without a diagnosis until the first sync is reconciled: the first
+        list after a failover reports every failing pod again, and what the previous leader verified and posted is
+        not verified again for them (a diagnosis older than the cache's lifetime is made again for the next new
+        failure)."""
         async with self._save_lock:
             self._book.clear()
             self._book.load(incidents)
             self._failing.clear()
             self._deferred.clear()
+            now = time.monotonic()
+            self._restored_registry.clear()
+            for inc in incidents:
+                key = self._known_key(inc)
+                if key is not None and inc.diagnosis is not None:
+                    self._cache.setdefault(key, (now, inc.diagnosis))
+                elif self._reusable_registry(inc) and inc.diagnosis is not None:
+                    for workload in inc.affected:
+                        self._restored_registry[workload] = (inc.registry, inc.diagnosis)
 
     async def on_failure(self, failure: PullFailure) -> None:
         """Watcher callback: diagnose (once per workload and cause for a while) and fold into an incident."""
@@ -106,6 +135,7 @@ class Pipeline:
 
     async def reconcile(self) -> None:
         """Once the watcher has synced: resolve stored incidents whose pods recovered while nobody watched."""
+        self._restored_registry.clear()  # the first list has reported every failing pod
         async with self._save_lock:
             await self._apply(self._book.reconcile(set(self._failing), self._clock()))
 
@@ -134,6 +164,23 @@ class Pipeline:
         self.stats.diagnoses += 1
         return await self._diagnoser.diagnose(failure, classification)
 
+    @staticmethod
+    def _reusable_registry(inc: Incident) -> bool:
+        told = inc.diagnosis.message_cause if inc.diagnosis is not None else None
+        return inc.status is IncidentStatus.OPEN and inc.scope is IncidentScope.REGISTRY and told is not None
+
+    @staticmethod
+    def _known_key(inc: Incident) -> tuple[str, ...] | None:
+        """The diagnosis cache key of an open workload incident's failures (None: not one to reuse; node-bound
+        causes depend on each pod's node)."""
+        diagnosis = inc.diagnosis
+        if inc.status is not IncidentStatus.OPEN or inc.scope is not IncidentScope.WORKLOAD or diagnosis is None:
+            return None
+        told = diagnosis.message_cause
+        if told is None or told in _NODE_BOUND or inc.cause in _NODE_BOUND:
+            return None
+        return (inc.namespace, str(inc.workload), inc.container, inc.image, told.value, "")
+
     async def diagnose_cached(self, failure: PullFailure, classification: Classification) -> Diagnosis:
         """Pods of one workload share a spec: verify once per workload, image and message cause for a while."""
         key: tuple[str, ...] = (
@@ -148,6 +195,14 @@ class Pipeline:
         async with lock:
             hit = self._cache.get(key)
             now = time.monotonic()
+            restored = self._restored_registry.get(f"{failure.namespace}/{failure.workload}")
+            if hit is None and restored is not None:
+                registry, known = restored
+                if known.message_cause is classification.cause and registry_of(failure.image) == registry:
+                    # The registry incident's diagnosis (another workload's fix commands): it only joins the pod to
+                    # that incident, and is not cached under this workload's key.
+                    self.stats.diagnosis_cache_hits += 1
+                    return known
             if hit is not None and now - hit[0] < self._ttl:
                 self.stats.diagnosis_cache_hits += 1
                 return hit[1]

@@ -6,6 +6,7 @@ Logs go to stderr; each bench prints one JSON line on stdout.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -44,6 +45,15 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+async def migrate_in_child(database_url: str) -> None:
+    """Bring the database to head in a child process, as the Helm chart's migration Job does before the bot starts:
+    the bot then finds the schema at head and never imports Alembic (benches measure its resident memory)."""
+    code = "import asyncio, sys\nfrom bot.store.migrate import upgrade\nasyncio.run(upgrade(sys.argv[1]))\n"
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", code, database_url)
+    if await child.wait() != 0:
+        raise RuntimeError(f"migrating {database_url} failed")
 
 
 def bench_settings(

@@ -177,6 +177,39 @@ def test_registry_storm_is_one_registry_incident() -> None:
     assert final[-1].incident.status is IncidentStatus.RESOLVED
 
 
+def test_pods_stay_sorted_as_they_come_and_go_out_of_order() -> None:
+    """An incident lists its failing pods sorted whatever the order they failed and recovered in, for workload and
+    registry incidents alike; a restored incident keeps that order too."""
+    b = book()
+    order = ["api-7", "api-2", "api-9", "api-0", "api-5"]
+    inc = None
+    for pod in order:
+        changes = b.observe(failure(pod), diag(), T0)
+        inc = changes[-1].incident if changes else inc
+    assert inc is not None and inc.pods == tuple(sorted(order))
+    left = b.recover(recovery("api-5"), T0 + timedelta(seconds=1))[-1].incident
+    left = b.recover(recovery("api-0"), T0 + timedelta(seconds=1))[-1].incident
+    assert left.pods == ("api-2", "api-7", "api-9")
+    again = b.observe(failure("api-1"), diag(), T0 + timedelta(seconds=2))[-1].incident
+    assert again.pods == ("api-1", "api-2", "api-7", "api-9")
+    restored = book()
+    restored.load([again])
+    assert restored.recover(recovery("api-7"), T0 + timedelta(seconds=3))[-1].incident.pods == (
+        "api-1",
+        "api-2",
+        "api-9",
+    )
+    reg = book(storm_threshold=2)
+    pods = [("w1", "z-1"), ("w0", "b-0"), ("w1", "a-1"), ("w0", "c-0")]
+    for workload, pod in pods:
+        reg.observe(
+            failure(pod, workload=workload, image=f"docker.io/library/{workload}:1"), diag(Cause.RATE_LIMITED), T0
+        )
+    registry = reg.tick(T0 + timedelta(seconds=3))[0].incident
+    assert registry.scope is IncidentScope.REGISTRY
+    assert registry.pods == tuple(sorted(f"shop/{pod}" for _, pod in pods))
+
+
 def test_few_registry_failures_stay_workload_incidents() -> None:
     """Below the storm threshold, registry-level causes get their own threads after the window."""
     b = book(storm_threshold=3)

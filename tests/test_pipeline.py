@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from bot.diagnoser import Diagnoser
 from bot.incidents import BookSettings, IncidentBook
-from bot.model import Cause, Incident, OutboxKind, OutboxMessage, PullFailure, WorkloadRef
+from bot.model import Cause, Incident, IncidentScope, OutboxKind, OutboxMessage, PullFailure, WorkloadRef
 from bot.pipeline import Pipeline
 from bot.slack.render import SlackRenderer
 from bot.store.migrate import upgrade
@@ -119,6 +121,75 @@ async def test_one_diagnosis_per_workload_while_fresh(tmp_path: Path) -> None:
         assert len(diagnoser.calls) == 4
         (incident, *_) = await store.open_incidents("prod")
         assert incident.cause is Cause.TAG_NOT_FOUND
+    finally:
+        await store.close()
+
+
+async def test_a_new_leader_reuses_the_stored_diagnoses_and_posts_nothing_again(tmp_path: Path) -> None:
+    """After a takeover, the pods of a stored open incident reported again by the first list are neither diagnosed
+    nor posted again; a workload the old leader never saw is diagnosed as usual."""
+    store = await _store(tmp_path)
+    try:
+        first = Pipeline(book=_book(), store=store, diagnoser=CountingDiagnoser())
+        for i in range(3):
+            await first.on_failure(failure(f"api-{i}"))
+        await first.tick()
+        posted = len(await queries.pending_outbox(store))
+        diagnoser = CountingDiagnoser()
+        follower = Pipeline(book=_book(), store=store, diagnoser=diagnoser)
+        await follower.restore(await store.open_incidents("prod"))
+        for i in range(4):
+            await follower.on_failure(failure(f"api-{i}"))
+        await follower.on_failure(failure("worker-0", workload="worker"))
+        await follower.tick()
+        assert diagnoser.calls == ["worker-0"]
+        assert follower.stats.diagnosis_cache_hits == 4
+        outbox = await queries.pending_outbox(store)
+        assert len(outbox) == posted + 2  # the new workload's parent and diagnosis only
+        api = next(i for i in await store.open_incidents("prod") if i.workload.name == "api")
+        assert len(api.pods) == 4
+    finally:
+        await store.close()
+
+
+def rate_limited(pod: str, workload: str) -> PullFailure:
+    image = f"docker.io/library/{workload}:1"
+    return replace(
+        failure(pod, workload),
+        image=image,
+        message=f'failed to pull and unpack image "{image}": failed to resolve reference "{image}": pulling from host '
+        "registry-1.docker.io failed with status code [manifests 1]: 429 Too Many Requests",
+    )
+
+
+async def test_a_new_leader_joins_known_pods_to_the_stored_registry_incident(tmp_path: Path) -> None:
+    """Pods of the workloads a stored registry incident lists rejoin it after a takeover without a diagnosis and
+    without a post; once the first sync is reconciled, a new failure of such a workload is diagnosed again."""
+    store = await _store(tmp_path)
+    now = [datetime(2026, 11, 30, 8, 0, tzinfo=UTC)]
+    try:
+        first = Pipeline(book=_book(), store=store, diagnoser=CountingDiagnoser(), clock=lambda: now[0])
+        for w in ("a", "b", "c"):
+            await first.on_failure(rate_limited(f"{w}-0", w))
+        now[0] += timedelta(seconds=5)
+        await first.tick()
+        (registry,) = await store.open_incidents("prod")
+        assert registry.scope is IncidentScope.REGISTRY and len(registry.affected) == 3
+        posted = len(await queries.pending_outbox(store))
+        diagnoser = CountingDiagnoser()
+        follower = Pipeline(book=_book(), store=store, diagnoser=diagnoser, clock=lambda: now[0])
+        await follower.restore(await store.open_incidents("prod"))
+        for w in ("a", "b", "c"):
+            await follower.on_failure(rate_limited(f"{w}-0", w))
+            await follower.on_failure(rate_limited(f"{w}-1", w))
+        await follower.tick()
+        assert diagnoser.calls == []
+        assert len(await queries.pending_outbox(store)) == posted
+        (again,) = await store.open_incidents("prod")
+        assert again.key == registry.key and len(again.pods) == 6
+        await follower.reconcile()
+        await follower.on_failure(rate_limited("a-2", "a"))
+        assert diagnoser.calls == ["a-2"]
     finally:
         await store.close()
 

@@ -141,6 +141,22 @@ def pull_waits(pod: Mapping[str, Any]) -> list[ContainerView]:
     ]
 
 
+def may_wait_on_pull(pod: Mapping[str, Any]) -> bool:
+    """Whether a container status of the pod waits with an image pull reason, read from the status alone.
+
+    The watcher's cheap test for the great majority of pods, which it need not look at further: no view is built
+    per container and the spec is not read. A superset of `pull_waits` (which also matches each status to its spec
+    container and its current image): False here means `pull_waits` is empty.
+    """
+    status = pod.get("status") or {}
+    for _spec_key, status_key, _kind in CONTAINER_KINDS:
+        for st in status.get(status_key) or ():
+            waiting = (st.get("state") or {}).get("waiting")
+            if waiting and waiting.get("reason") in PULL_WAITING_REASONS:
+                return True
+    return False
+
+
 def is_terminating(pod: Mapping[str, Any]) -> bool:
     """A pod being deleted (Terminating: `metadata.deletionTimestamp` set), however long its grace period."""
     return bool((pod.get("metadata") or {}).get("deletionTimestamp"))

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import random
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -44,6 +45,12 @@ OnRecovery = Callable[[Recovery], Awaitable[None]]
 _PULL_FAMILY = dict.fromkeys((*PULL_ATTEMPT_REASONS, "ImagePullBackOff"), "pull")
 _EVENT_SELECTOR = "involvedObject.kind=Pod,type=Warning"
 _SECRET_EVENT = "FailedToRetrieveImagePullSecret"  # noqa: S105 - an event reason, not a password
+
+
+def _shared(text: str) -> str:
+    """One string object for equal texts kept per failing pod: the pods of a workload share their image, node,
+    waiting reason and error message, so 20,000 failing pods hold a few hundred strings, not 20,000 copies."""
+    return sys.intern(text) if type(text) is str else text  # a subclass or a value of unexpected shape stays as is
 
 
 class _Gone(Exception):
@@ -299,7 +306,8 @@ class PodWatcher:
         if type_ == "BOOKMARK":
             return new_rv
         if what == "pods":
-            await self._guarded(self._pod_changed(obj, deleted=type_ == "DELETED"), obj)
+            if not self._nothing_to_do(obj):
+                await self._guarded(self._pod_changed(obj, deleted=type_ == "DELETED"), obj)
         elif type_ != "DELETED":
             await self._guarded(self._event_seen(obj), obj)
         return new_rv
@@ -324,19 +332,35 @@ class PodWatcher:
         return rv
 
     async def _list_pods(self) -> str:
+        # Only keys of pods the watcher remembers (failing ones) are collected: those not listed again are gone.
         seen: set[tuple[str, str]] = set()
         rv = ""
         async for items, page_rv in self._pages("pods"):
             rv = rv or page_rv
             for item in items:
-                meta = (item.get("metadata") if isinstance(item, dict) else None) or {}
-                seen.add((meta.get("namespace", ""), meta.get("name", "")))
+                if self._nothing_to_do(item):
+                    continue
                 await self._guarded(self._pod_changed(item, deleted=False), item)
+                meta = (item.get("metadata") if isinstance(item, dict) else None) or {}
+                key = (meta.get("namespace", ""), meta.get("name", ""))
+                if key in self._pods:
+                    seen.add(key)
         for key in [k for k in self._pods if k not in seen]:
             await self._recover_pod(key, "pod_deleted")
         return rv
 
     # ---- pods ----
+
+    def _nothing_to_do(self, pod: Any) -> bool:
+        """A pod the watcher remembers nothing about and whose status waits on no image pull: most pods, skipped
+        after a few dictionary reads (nothing is kept or built for them). An object of unexpected shape is not
+        skipped here: `_pod_changed` logs it."""
+        try:
+            meta = pod.get("metadata") or {}
+            key = (meta.get("namespace", ""), meta.get("name", ""))
+            return key not in self._pods and not podstate.may_wait_on_pull(pod)
+        except (AttributeError, TypeError):
+            return False
 
     def _wanted(self, namespace: str) -> bool:
         if self._include and namespace not in self._include:
@@ -379,15 +403,15 @@ class PodWatcher:
             return
         if state is None:
             node = (pod.get("spec") or {}).get("nodeName")
-            state = _PodState(uid, node, await self._workload(namespace, pod))
-            self._pods[key] = state
+            state = _PodState(uid, _shared(node) if node else None, await self._workload(namespace, pod))
+            self._pods[(_shared(namespace), name)] = state
         for cname, wait in waits.items():
             entry = state.failing.get(cname)
             if entry is None:
-                entry = _Failing(wait.kind, wait.image, wait.waiting_reason or "", wait.waiting_message, ("", "", None))
+                entry = _Failing(wait.kind, _shared(wait.image), "", "", ("", "", None))
                 state.failing[cname] = entry
-            entry.waiting_reason = wait.waiting_reason or ""
-            entry.waiting_message = wait.waiting_message
+            entry.waiting_reason = _shared(wait.waiting_reason or "")
+            entry.waiting_message = _shared(wait.waiting_message)
             await self._maybe_report(key, state, cname, entry)
 
     def _freshest(self, key: tuple[str, str], uid: str, cname: str, failing: _Failing) -> tuple[str, str | None]:
@@ -485,7 +509,10 @@ class PodWatcher:
         old = self._events.get(key)
         if old is not None and old.at > at:
             return
-        self._events[key] = _EventNote(str(involved.get("uid") or ""), str(reason), message, at)
+        key = (_shared(namespace), key[1], _shared(cname))
+        self._events[key] = _EventNote(
+            str(involved.get("uid") or ""), _shared(str(reason)), _shared(message), _shared(at)
+        )
         self._events.move_to_end(key)
         while len(self._events) > self._max_event_notes:
             self._events.popitem(last=False)

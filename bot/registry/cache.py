@@ -56,6 +56,7 @@ class CoalescingCache(Generic[K, V]):
     def __init__(self, ttl_s: float, maxsize: int = 1024, clock: Callable[[], float] = time.monotonic) -> None:
         self.cache: TTLCache[K, V] = TTLCache(ttl_s, maxsize, clock)
         self._inflight: dict[K, asyncio.Task[V]] = {}
+        self.computations = 0  # values computed (neither cached nor joined)
 
     async def get_or_compute(
         self, key: K, compute: Callable[[], Awaitable[V]], *, fresh: bool = False
@@ -72,6 +73,7 @@ class CoalescingCache(Generic[K, V]):
         task = self._inflight.get(key)
         shared = task is not None
         if task is None:
+            self.computations += 1
             task = asyncio.ensure_future(self._run(key, compute))
             self._inflight[key] = task
         return await asyncio.shield(task), shared

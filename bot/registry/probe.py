@@ -256,6 +256,11 @@ class RegistryProber:
     def __repr__(self) -> str:
         return f"RegistryProber(budget_s={self.settings.probe_budget_s}, cached={len(self._cache.cache)})"
 
+    @property
+    def probes_made(self) -> int:
+        """Probes that went to a registry: neither answered from the cache nor joined to one under way."""
+        return self._cache.computations
+
     async def probe(
         self,
         ref: ImageRef,

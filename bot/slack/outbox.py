@@ -488,9 +488,11 @@ class OutboxWorker:
             return _SENT, incident
         channel = (incident.channel if incident is not None and incident.channel else "") or row.channel
         channel = await self.channels.resolve(channel)
-        # A row tried before may have reached Slack: look for it. Rows never tried (attempts 0) may still be
-        # left over from a worker that crashed mid-send: the first parent of a channel after start scans once.
-        if await self._tried_before(row_id) or channel not in self._scanned:
+        # A row tried before may have reached Slack: look for it. A row a worker died with counts an attempt when it
+        # is claimed again (its lease ran out) or released (the same identity restarted), so a row with none has
+        # never been sent. Every replica's worker used to scan each channel once after start as well: with many
+        # clusters on one database and one Slack app, that was bots x channels history reads against Tier 3.
+        if await self._tried_before(row_id):
             await self._scan_parents(channel)
         ts = self._scanned.get(channel, {}).get((row.incident_key, row_id))
         if ts is not None:

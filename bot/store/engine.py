@@ -72,6 +72,14 @@ def retry_disconnects(fn: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable
     return wrapper
 
 
+# Connections one bot holds on PostgreSQL at most: the pipeline's saves are serialised, the outbox worker, the
+# executor and Slack handlers take one each for a moment. SQLAlchemy's default (5 + 10 overflow) would let ten bots
+# sharing one server open 150 connections, past PostgreSQL's default max_connections of 100; with this, 60.
+PG_POOL_SIZE = 4
+PG_MAX_OVERFLOW = 2
+PG_POOL_TIMEOUT_S = 30
+
+
 def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """Create the engine for `url` (sqlite+aiosqlite or postgresql+asyncpg) with the store's connection set-up."""
     backend = make_url(url).get_backend_name()
@@ -81,7 +89,15 @@ def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
         engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(url, echo=echo, hide_parameters=True, pool_pre_ping=True)
+    return create_async_engine(
+        url,
+        echo=echo,
+        hide_parameters=True,
+        pool_pre_ping=True,
+        pool_size=PG_POOL_SIZE,
+        max_overflow=PG_MAX_OVERFLOW,
+        pool_timeout=PG_POOL_TIMEOUT_S,
+    )
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:

@@ -2,6 +2,9 @@
 
 Safe on every start and from several replicas at once: on PostgreSQL the upgrade runs under a session-level
 advisory lock, so the second replica waits, then finds the schema at head and does nothing.
+A database already at head (every restart and failover once the Helm hook or a first replica migrated) is found so by
+reading `alembic_version` and the scripts' revision lines, without importing Alembic: it costs about 12 MB of
+resident memory for the life of the process and a tenth of a second at start.
 The Alembic scripts live in the repository's `migrations/` folder; `migrations_dir()` finds it next to the
 source tree, or as an installed top-level `migrations` package.
 """
@@ -10,17 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import re
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import pool, text
+from sqlalchemy import exc, pool, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATE_LOCK_KEY = 0x1D0C_0D1B
 FILE_TEMPLATE = "%%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s"
@@ -53,6 +57,8 @@ def migrations_dir() -> Path:
 
 def alembic_config(url: str | None = None) -> Config:
     """An Alembic Config for the migrations folder (no ini file needed); `url` goes in as an attribute."""
+    from alembic.config import Config  # imported here: only a migration needs Alembic
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("file_template", FILE_TEMPLATE)
@@ -65,21 +71,65 @@ def alembic_config(url: str | None = None) -> Config:
 
 def head_revision() -> str | None:
     """The newest revision id among the migration scripts."""
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
+_REVISION_LINE = re.compile(r"""^(down_)?revision\b[^=]*=\s*(.+)$""", re.MULTILINE)
+_REVISION_ID = re.compile(r"""["']([0-9A-Za-z_]+)["']""")
+
+
+def script_heads(versions: Path | None = None) -> set[str]:
+    """The head revisions of the scripts in `versions/`, read from their `revision = "..."` and
+    `down_revision = ...` lines (the form `alembic revision` writes) without importing Alembic."""
+    folder = versions or migrations_dir() / "versions"
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in folder.glob("*.py"):
+        for down, value in _REVISION_LINE.findall(script.read_text(encoding="utf-8")):
+            ids = set(_REVISION_ID.findall(value))
+            (parents if down else revisions).update(ids)
+    return revisions - parents
+
+
 def _upgrade_on(connection: Connection, config: Config, revision: str) -> None:
+    from alembic import command
+
     config.attributes["connection"] = connection
     command.upgrade(config, revision)
 
 
 def _downgrade_on(connection: Connection, config: Config, revision: str) -> None:
+    from alembic import command
+
     config.attributes["connection"] = connection
     command.downgrade(config, revision)
 
 
 def _current_on(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
+
+
+async def _stored_revisions(url: str) -> set[str]:
+    """The revisions `alembic_version` holds (empty when the table does not exist yet)."""
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as conn:
+            rows = await conn.execute(text("SELECT version_num FROM alembic_version"))
+            return {str(row[0]) for row in rows}
+    except exc.DBAPIError:
+        return set()
+    finally:
+        await engine.dispose()
+
+
+async def at_head(url: str) -> bool:
+    """Whether the database at `url` is at the scripts' single head, read without Alembic."""
+    heads = script_heads()
+    return len(heads) == 1 and await _stored_revisions(url) == heads
 
 
 async def _lock(conn: AsyncConnection) -> None:
@@ -98,7 +148,10 @@ async def upgrade(url: str, revision: str = "head") -> None:
     """Bring the database at `url` to `revision` (default: head); idempotent and safe to run concurrently.
 
     Concurrent upgrades are serialised within a process and, on PostgreSQL, across processes (advisory lock).
+    A database already at head is left alone without importing Alembic.
     """
+    if revision == "head" and await at_head(url):
+        return
     await _run(url, _upgrade_on, revision)
 
 

@@ -780,15 +780,14 @@ class SimCluster:
                     "and now may show up in the list.",
                 )
         check_field_selector(rt, field_selector)
-        selected = self.store.items(rt, ns, label_selector, field_selector)
-        if start:
-            selected = [o for o in selected if _key(o) > start]
+        after = _key_tuple(start) if start else None
+        selected, following = self.store.page(rt, ns, label_selector, field_selector, after=after, limit=limit)
         meta: Obj = {"resourceVersion": str(list_rv)}
-        if limit and len(selected) > limit:
-            page = selected[:limit]
-            meta["continue"] = _encode_continue(list_rv, _key(page[-1]))
-            meta["remainingItemCount"] = len(selected) - limit
-            selected = page
+        if limit and following:
+            meta["continue"] = _encode_continue(list_rv, _key(selected[-1]))
+            if not (label_selector or field_selector):
+                # ListMeta: with a selector the number of remaining items is unknown and the field is left unset.
+                meta["remainingItemCount"] = following
         # Real API servers leave kind/apiVersion out of the items of a typed list; clients rely on the list's kind.
         items = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in selected]
         return {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": meta, "items": items}
@@ -880,6 +879,12 @@ def _selected(obj: Obj, label_selector: str | None, field_selector: str | None) 
 def _key(obj: Obj) -> str:
     meta = obj["metadata"]
     return f"{meta.get('namespace', '')}/{meta['name']}"
+
+
+def _key_tuple(key: str) -> tuple[str, str]:
+    """`_key`'s text back as the store's (namespace, name) key (a namespace never holds a slash)."""
+    namespace, _, name = key.partition("/")
+    return namespace, name
 
 
 _VERSION = {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import copy
+import functools
 import time
 import uuid
 from collections import deque
@@ -141,8 +143,9 @@ def _field_value(obj: Obj, path: str) -> str:
     return str(cur)
 
 
-def _split_terms(selector: str) -> list[str]:
-    # Commas inside "in (a,b)" sets do not separate terms.
+@functools.lru_cache(maxsize=256)
+def _split_terms(selector: str) -> tuple[str, ...]:
+    # Commas inside "in (a,b)" sets do not separate terms. Cached: a list or watch applies one selector to every object.
     terms: list[str] = []
     depth = 0
     cur = ""
@@ -157,7 +160,7 @@ def _split_terms(selector: str) -> list[str]:
         else:
             cur += ch
     terms.append(cur)
-    return [t.strip() for t in terms if t.strip()]
+    return tuple(t.strip() for t in terms if t.strip())
 
 
 # The fields each resource can be selected by (kube-apiserver answers any other with 400 `field label not supported`).
@@ -203,7 +206,8 @@ _SELECTABLE: dict[str, frozenset[str]] = {
 _ALIASES = {("events", "source"): "source.component"}  # the event strategy selects source by its component
 
 
-def _field_terms(selector: str) -> list[tuple[str, str, bool]]:
+@functools.lru_cache(maxsize=256)
+def _field_terms(selector: str) -> tuple[tuple[str, str, bool], ...]:
     out = []
     for term in _split_terms(selector):
         if "!=" in term:
@@ -214,7 +218,7 @@ def _field_terms(selector: str) -> list[tuple[str, str, bool]]:
             out.append((path.strip(), value.strip(), True))
         else:
             raise ApiError(400, "BadRequest", f"invalid field selector: {selector!r}: no operator in {term!r}")
-    return out
+    return tuple(out)
 
 
 def check_field_selector(rt: ResourceType, selector: str | None) -> None:
@@ -287,6 +291,9 @@ class ObjectStore:
         self.floor = 0
         self.subscriptions: set[Subscription] = set()
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {rt.plural: {} for rt in RESOURCES}
+        # Each resource's keys in (namespace, name) order, kept sorted on create and delete, so that a list page
+        # starts by bisection instead of sorting every object (paging a large list was quadratic).
+        self._order: dict[str, list[tuple[str, str]]] = {rt.plural: [] for rt in RESOURCES}
 
     # -- reading --
 
@@ -301,6 +308,10 @@ class ObjectStore:
         """The stored object itself (not a copy), or None."""
         return self._objects[rt.plural].get((namespace or "", name))
 
+    def count(self, rt: ResourceType) -> int:
+        """How many objects of the type are stored."""
+        return len(self._objects[rt.plural])
+
     def items(
         self,
         rt: ResourceType,
@@ -309,13 +320,48 @@ class ObjectStore:
         field_selector: str | None = None,
     ) -> list[Obj]:
         """Stored objects (not copies) sorted by namespace/name, filtered."""
-        out = []
-        for (ns, _name), obj in sorted(self._objects[rt.plural].items()):
-            if namespace and ns != namespace:
-                continue
+        return self.page(rt, namespace, label_selector, field_selector)[0]
+
+    def page(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int = 0,
+    ) -> tuple[list[Obj], int]:
+        """Up to `limit` (0: all) stored objects (not copies) sorted by namespace/name, filtered, whose key comes after
+        `after`; and how many keys of the namespace follow the page unfiltered (0 when the page is the last one).
+
+        The start is found by bisection and the walk stops at the page's end, so reading a list of n objects in pages
+        costs O(n) in all, whatever the page size."""
+        keys = self._order[rt.plural]
+        objects = self._objects[rt.plural]
+        lo, hi = 0, len(keys)
+        if namespace:
+            lo = bisect.bisect_left(keys, (namespace, ""))
+            hi = bisect.bisect_left(keys, (namespace + "\0", ""), lo)
+        if after is not None:
+            lo = max(lo, bisect.bisect_right(keys, after))
+        out: list[Obj] = []
+        i = lo
+        while i < hi:
+            obj = objects[keys[i]]
+            i += 1
             if match_labels(obj, label_selector) and match_fields(obj, field_selector):
                 out.append(obj)
-        return out
+                if limit and len(out) == limit:
+                    break
+        if i < hi and not (label_selector or field_selector):
+            return out, hi - i
+        # With a selector, whether anything else matches is only known by looking on.
+        more = any(
+            match_labels(objects[keys[j]], label_selector) and match_fields(objects[keys[j]], field_selector)
+            for j in range(i, hi)
+        )
+        return out, 1 if more else 0
 
     # -- writing --
 
@@ -394,6 +440,7 @@ class ObjectStore:
             return obj
         meta["resourceVersion"] = str(self._next_rv())
         self._objects[rt.plural][key] = obj
+        bisect.insort(self._order[rt.plural], key)
         self._record(rt, "ADDED", obj)
         return copy.deepcopy(obj)
 
@@ -469,6 +516,8 @@ class ObjectStore:
         if dry_run:
             return copy.deepcopy(old)
         del self._objects[rt.plural][key]
+        order = self._order[rt.plural]
+        del order[bisect.bisect_left(order, key)]
         gone = copy.deepcopy(old)
         gone["metadata"]["resourceVersion"] = str(self._next_rv())
         self._record(rt, "DELETED", gone)

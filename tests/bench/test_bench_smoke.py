@@ -10,10 +10,14 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from bot.store.engine import PG_MAX_OVERFLOW, PG_POOL_SIZE
+from tests.conftest import fresh_pg_database
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,7 +80,71 @@ def test_memory_measures_the_bot_with_the_world_in_another_process() -> None:
     assert result["seconds_to_sync"] > 0
 
 
-@pytest.mark.parametrize("module", ["bench.latency", "bench.storm", "bench.memory", "testkit.simserver"])
+SCALE_KEYS = {
+    "pods",
+    "failing",
+    "seconds_to_sync",
+    "rss_mb",
+    "rss_baseline_mb",
+    "incidents",
+    "slack_calls",
+    "duplicates",
+    "diagnoses",
+    "registry_probes",
+    "db_writes",
+    "seconds_to_all_posted",
+}
+
+
+def test_scale_storm_and_failover_post_every_incident_once() -> None:
+    """A small cluster, a storm over four workloads on two registries, then a second replica takes over."""
+    result = _run(
+        "bench.scale",
+        *("--pods", "600", "--failing", "200", "--per-failing-workload", "50", "--ramp", "1", "--failover"),
+        timeout=180,
+    )
+    assert result.keys() >= SCALE_KEYS
+    assert result["pods"] == 600 and result["failing"] == 200
+    assert result["distinct_failing_keys"] == result["failing_workloads"] == 4
+    assert result["duplicates"] == 0 and result["unposted"] == 0
+    assert result["seconds_to_all_posted"] is not None
+    assert 1 <= result["incidents"] <= 4
+    assert 1 <= result["diagnoses"] <= result["distinct_failing_keys"]
+    assert 1 <= result["registry_probes"] <= result["distinct_failing_keys"]
+    assert result["failures_seen"] >= result["failing"]
+    assert 0 < result["db_writes"] < result["failing"]
+    assert result["seconds_takeover_to_watching"] > 0
+    assert result["failover_diagnoses"] < result["diagnoses"]  # what the first leader posted is not verified again
+    assert 0 < result["rss_baseline_mb"] <= result["rss_mb"]
+
+
+@pytest.fixture
+def own_pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one bench run (skips, or fails in CI, when the server is down)."""
+    yield from fresh_pg_database("ipd_bench")
+
+
+@pytest.mark.integration
+def test_multicluster_bots_share_postgresql_without_duplicates(own_pg_url: str) -> None:
+    """Three bots (three cluster names) on one PostgreSQL database through one storm: each posts its own incidents
+    once, and the server sees no more connections than three pools hold."""
+    result = _run(
+        "bench.multicluster",
+        *("--bots", "3", "--pods", "600", "--failing", "200", "--per-failing-workload", "50", "--ramp", "1"),
+        *("--database-url", own_pg_url),
+        timeout=180,
+    )
+    assert result["bots"] == 3 and result["failing"] == 200
+    assert result["duplicates"] == 0 and result["unposted"] == 0
+    assert 3 <= result["incidents"] <= 12
+    assert result["diagnoses"] <= 3 * 4 and result["registry_probes"] <= 3 * 4
+    assert 3 <= result["pg_connections_peak"] <= 3 * (PG_POOL_SIZE + PG_MAX_OVERFLOW) + 1  # + the migration's
+    assert result["pg_deadlocks"] == 0
+
+
+@pytest.mark.parametrize(
+    "module", ["bench.latency", "bench.storm", "bench.memory", "bench.scale", "bench.multicluster", "testkit.simserver"]
+)
 def test_help_exits_cleanly(module: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False

@@ -48,6 +48,35 @@ async def test_list_namespaced_and_cluster_wide_with_selectors(sim: SimCluster, 
     assert [p.metadata.name for p in in_set.items] == ["b"]
 
 
+async def test_pages_cover_every_object_once_in_key_order(sim: SimCluster, api: k8s.ApiClient) -> None:
+    """Cluster-wide pages follow (namespace, name) order across namespaces whose names prefix each other, a page
+    boundary survives a delete and a create between pages, and a selected list carries no remainingItemCount."""
+    core = k8s.CoreV1Api(api)
+    for ns in ("a", "a-b", "b"):
+        sim.put(o.namespace(ns))
+        for i in range(3):
+            sim.put(o.pod(f"p{i}", ns, labels={"odd": str(i % 2)}))
+    first = await core.list_pod_for_all_namespaces(limit=4)
+    seen = [(p.metadata.namespace, p.metadata.name) for p in first.items]
+    assert first.metadata.remaining_item_count == 5
+    sim.delete("Pod", "a-b", "p0")  # already listed: no effect on what follows
+    sim.put(o.pod("p9", "b"))  # after the boundary: shows up (a continued list reads the current state)
+    token = first.metadata._continue
+    while token:
+        page = await core.list_pod_for_all_namespaces(limit=4, _continue=token)
+        seen += [(p.metadata.namespace, p.metadata.name) for p in page.items]
+        token = page.metadata._continue
+    expected = [(ns, f"p{i}") for ns in ("a", "a-b", "b") for i in range(3)] + [("b", "p9")]
+    assert seen == expected
+    odd = await core.list_pod_for_all_namespaces(label_selector="odd=1", limit=1)
+    assert [p.metadata.name for p in odd.items] == ["p1"]
+    assert odd.metadata.remaining_item_count is None and odd.metadata._continue
+    rest = await core.list_pod_for_all_namespaces(label_selector="odd=1", limit=1, _continue=odd.metadata._continue)
+    assert [(p.metadata.namespace, p.metadata.name) for p in rest.items] == [("a-b", "p1")]
+    in_ns = await core.list_namespaced_pod("a", limit=10)
+    assert [p.metadata.name for p in in_ns.items] == ["p0", "p1", "p2"] and not in_ns.metadata._continue
+
+
 async def test_pagination_and_expired_continue(sim: SimCluster, api: k8s.ApiClient) -> None:
     """limit/continue pages through a list; a continue token older than the history is 410 Expired."""
     core = k8s.CoreV1Api(api)

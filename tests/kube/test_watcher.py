@@ -200,6 +200,48 @@ async def test_recoveries_started_deleted_and_image_changed(running: Running) ->
     assert running.watcher.failing_pods == 0
 
 
+async def test_healthy_pods_leave_nothing_behind(
+    api: k8s.ApiClient, sim: SimCluster, kube_settings: KubeSettings
+) -> None:
+    """Listed in pages and watched, healthy pods are remembered by nobody; a healthy pod that starts failing is
+    reported, one that changes but stays healthy is not, and one that fails, recovers or is deleted moves in and out
+    of what the watcher holds. A relist after 410 reports only the recovery of the failing pod deleted in the gap."""
+    for i in range(12):
+        sim.put(o.set_running(o.pod(f"ok-{i}", NS), "app"))
+    sim.put(failing_pod("bad-0"))
+    run, task = await start(api, sim, kube_settings, page_size=5)
+    try:
+        seen, watcher = run.seen, run.watcher
+        assert [f.pod for f in seen.failures] == ["bad-0"] and watcher.failing_pods == 1
+        relabelled = sim.get("Pod", NS, "ok-1")
+        assert relabelled is not None
+        relabelled["metadata"]["labels"] = {"tier": "web"}  # a new resourceVersion, still healthy
+        sim.put(relabelled)
+        turned = sim.get("Pod", NS, "ok-2")
+        assert turned is not None
+        sim.put(o.set_waiting(turned, "app", "ErrImagePull"))
+        await eventually(lambda: len(seen.failures) == 2)
+        assert seen.failures[-1].pod == "ok-2" and watcher.failing_pods == 2
+        back = sim.get("Pod", NS, "ok-2")
+        assert back is not None
+        sim.put(o.set_running(back, "app"))
+        await eventually(lambda: len(seen.recoveries) == 1)
+        assert (seen.recoveries[0].pod, seen.recoveries[0].reason) == ("ok-2", "started")
+        assert watcher.failing_pods == 1
+        sim.delete("Pod", NS, "ok-3")  # healthy: nothing to tell
+        sim.faults.drop_watches()
+        sim.delete("Pod", NS, "bad-0")
+        sim.faults.expire_history()
+        await eventually(lambda: len(seen.recoveries) == 2)
+        assert (seen.recoveries[1].pod, seen.recoveries[1].reason) == ("bad-0", "pod_deleted")
+        await eventually(lambda: watcher.relists >= 1)
+        assert watcher.failing_pods == 0 and len(seen.failures) == 2
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def test_survives_dropped_watches(running: Running) -> None:
     """After the server drops every watch, the watcher reconnects from its resourceVersion and sees new changes."""
     sim = running.sim

@@ -28,6 +28,25 @@ def test_stale_wait_after_image_change_is_skipped() -> None:
     assert podstate.pull_waits(o.set_image(pod, "app", "good:2")) == []
 
 
+def test_the_cheap_status_test_never_misses_a_pull_wait() -> None:
+    """`may_wait_on_pull` reads only statuses: false for running, crashing, creating and status-less pods, true for
+    a pull wait of any container kind, and true (a superset) for a stale wait `pull_waits` then discards."""
+    running = o.set_running(o.pod("ok", "ns"), "app")
+    crashing = o.pod("crash", "ns", waiting={"app": ("CrashLoopBackOff", "back-off restarting")})
+    creating = o.pod("new", "ns", waiting={"app": ("ContainerCreating", None)})
+    no_status = {k: v for k, v in o.pod("bare", "ns").items() if k != "status"}
+    init = o.pod("i", "ns", init_containers=[o.container("setup", "c:1")], waiting={"setup": ("ErrImagePull", None)})
+    ephemeral = o.pod(
+        "e", "ns", ephemeral_containers=[o.container("debug", "d:1")], waiting={"debug": ("ImagePullBackOff", None)}
+    )
+    stale = o.set_image(o.pod("s", "ns", "bad:1", waiting={"app": ("ErrImagePull", None)}), "app", "good:2")
+    for pod in (running, crashing, creating, no_status):
+        assert not podstate.may_wait_on_pull(pod) and podstate.pull_waits(pod) == []
+    for pod in (init, ephemeral):
+        assert podstate.may_wait_on_pull(pod) and podstate.pull_waits(pod)
+    assert podstate.may_wait_on_pull(stale) and podstate.pull_waits(stale) == []
+
+
 def test_field_paths_and_messages() -> None:
     """fieldPath names the container; generic back-off and pull-error events are told apart."""
     assert podstate.field_path_container("spec.initContainers{setup}") == ("init", "setup")

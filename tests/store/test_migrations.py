@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ from sqlalchemy import inspect, pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bot.store.migrate import current_revision, downgrade, head_revision, migrations_dir, upgrade
+from bot.store.migrate import at_head, current_revision, downgrade, head_revision, migrations_dir, script_heads, upgrade
 from bot.store.models import ALL_TABLES, metadata
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +58,43 @@ async def test_upgrade_twice_and_concurrently_is_safe(empty_url: str) -> None:
     await upgrade(empty_url)
     assert await current_revision(empty_url) == head_revision()
     assert {t.name for t in ALL_TABLES} <= await _run(empty_url, _tables)  # type: ignore[operator]
+
+
+def test_script_heads_read_without_alembic_match_alembic() -> None:
+    """The revision lines read as text name the same single head as Alembic's script directory."""
+    assert script_heads() == {head_revision()}
+
+
+def test_script_heads_of_a_branched_history(tmp_path: Path) -> None:
+    """Two scripts on one parent are two heads; a merge script joins them into one."""
+    (tmp_path / "a.py").write_text('revision: str = "aaa"\ndown_revision: str | None = None\n')
+    (tmp_path / "b.py").write_text('revision = "bbb"\ndown_revision = "aaa"\n')
+    (tmp_path / "c.py").write_text("revision = 'ccc'\ndown_revision = 'aaa'\n")
+    assert script_heads(tmp_path) == {"bbb", "ccc"}
+    (tmp_path / "d.py").write_text('revision = "ddd"\ndown_revision = ("bbb", "ccc")\n')
+    assert script_heads(tmp_path) == {"ddd"}
+
+
+async def test_a_restart_at_head_imports_no_alembic(empty_url: str) -> None:
+    """Once the schema is at head, `upgrade` on start reads the version and returns without importing Alembic
+    (a fresh interpreter, so that nothing imported it before); a database not at head is not taken for one."""
+    assert not await at_head(empty_url)
+    await upgrade(empty_url)
+    assert await at_head(empty_url)
+    code = (
+        "import asyncio, sys\n"
+        "from bot.store.migrate import upgrade\n"
+        f"asyncio.run(upgrade({empty_url!r}))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await child.communicate()
+    assert child.returncode == 0, err.decode()
+    assert out.decode().strip() == "[]"
+    await downgrade(empty_url, "base")
+    assert not await at_head(empty_url)
 
 
 async def test_models_match_the_migration(empty_url: str) -> None:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 
 import pytest
+from sqlalchemy import text
 
+from bot.store.engine import PG_MAX_OVERFLOW, PG_POOL_SIZE
 from bot.store.store import Store, make_engine
+from tests.store import factories
+from tests.store.conftest import OpenStore
 
 
 def _closed_port() -> int:
@@ -35,3 +41,46 @@ async def test_ping_is_false_when_the_server_is_down() -> None:
         assert await store.ping(timeout=2) is False
     finally:
         await store.close()
+
+
+async def test_ten_replicas_stay_within_the_pool_bound_under_concurrent_saves(
+    migrated_url: str, open_store: OpenStore
+) -> None:
+    """Ten stores on one database (ten bots) saving incidents and outbox rows, twelve saves at a time each: every save
+    lands, and on PostgreSQL the server never sees more connections from them than ten pools' bound. With
+    SQLAlchemy's default pool (up to 15 each) the 120 savers would ask for more than PostgreSQL's default
+    max_connections of 100 and fail."""
+    stores = [await open_store() for _ in range(10)]
+    peak = 0
+    postgres = migrated_url.startswith("postgresql")
+
+    async def count_connections() -> int:
+        async with stores[0].engine.connect() as conn:
+            database = migrated_url.rsplit("/", 1)[1]
+            rows = await conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE datname = :d"), {"d": database})
+            return int(rows.scalar_one())
+
+    async def saves(n: int, store: Store) -> None:
+        for i in range(8):
+            key = f"c{n}/shop/deployment/api{i}/app/ghcr.io/acme/api:v1/auth"
+            inc = factories.incident(key, cluster=f"c{n}")
+            await store.save_incident(inc, [factories.message(key, 0)])
+
+    async def watch() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, await count_connections())
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch()) if postgres else None
+    try:
+        await asyncio.gather(*(saves(n, s) for n, s in enumerate(stores) for _ in range(12)))
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+    for n, store in enumerate(stores):
+        assert len(await store.open_incidents(f"c{n}")) == 8
+    if postgres:
+        assert 10 <= peak <= 10 * (PG_POOL_SIZE + PG_MAX_OVERFLOW)
