@@ -35,6 +35,7 @@ from sqlalchemy.sql import Executable
 
 _SQLITE_BEGIN_OPTION = "imagepull_sqlite_begin"
 DISCONNECT_RETRIES = 4
+CONNECT_RETRIES = 10  # a refused new connection (the server is full) is waited for about 15 s in all
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -60,6 +61,13 @@ def retry_disconnects(fn: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable
             try:
                 return await fn(*args, **kwargs)
             except DBAPIError as exc:
+                if _refused_connection(exc) and attempt < CONNECT_RETRIES:
+                    # PostgreSQL refused a new connection (max_connections reached, SQLSTATE 53300): nothing ran
+                    # yet, so waiting for a slot and trying again is always safe.
+                    log.warning("store.%s: the database has no free connection, retrying", fn.__name__)
+                    await asyncio.sleep(min(0.1 * 2**attempt, 2.0))
+                    attempt += 1
+                    continue
                 # A lost commit may have been applied: only the caller can tell whether a retry is safe.
                 if not exc.connection_invalidated or committing[0] or attempt >= DISCONNECT_RETRIES:
                     raise
@@ -70,6 +78,13 @@ def retry_disconnects(fn: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable
             attempt += 1
 
     return wrapper
+
+
+def _refused_connection(exc: DBAPIError) -> bool:
+    """Whether PostgreSQL refused to open a connection because it has too many (SQLSTATE 53300)."""
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    return code == "53300" or "too many clients" in str(orig)
 
 
 # Connections one bot holds on PostgreSQL at most: the pipeline's saves are serialised, the outbox worker, the

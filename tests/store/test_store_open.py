@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import socket
 
+import asyncpg
 import pytest
 from sqlalchemy import text
 
 from bot.store.engine import PG_MAX_OVERFLOW, PG_POOL_SIZE
+from bot.store.migrate import upgrade
 from bot.store.store import Store, make_engine
+from tests.conftest import PG_HOST, PG_PORT, PG_USER
 from tests.store import factories
 from tests.store.conftest import OpenStore
 
@@ -84,3 +88,39 @@ async def test_ten_replicas_stay_within_the_pool_bound_under_concurrent_saves(
         assert len(await store.open_incidents(f"c{n}")) == 8
     if postgres:
         assert 10 <= peak <= 10 * (PG_POOL_SIZE + PG_MAX_OVERFLOW)
+
+
+@pytest.mark.integration
+async def test_a_full_server_is_waited_for_not_failed(postgres_url: str) -> None:
+    """PostgreSQL refusing a new connection (SQLSTATE 53300, its connection limit reached: other bots, other apps
+    on the server) is waited for: nothing ran yet, so the save is tried again once a slot is free, and lands."""
+    database = postgres_url.rsplit("/", 1)[1]
+    role = f"ipd_limited_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database=database, timeout=5)
+    store: Store | None = None
+    held: asyncpg.Connection | None = None
+    try:
+        await upgrade(postgres_url)
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN CONNECTION LIMIT 1')
+        await admin.execute(f'GRANT ALL ON ALL TABLES IN SCHEMA public TO "{role}"')
+        await admin.execute(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO "{role}"')
+        store = await Store.open(f"postgresql+asyncpg://{role}@{PG_HOST}:{PG_PORT}/{database}")
+        await store.engine.dispose()  # no pooled connection: the save must open one
+        held = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=role, database=database, timeout=5)
+        key = "full/shop/deployment/api/app/ghcr.io/acme/api:v1/auth"
+        save = asyncio.create_task(store.save_incident(factories.incident(key, cluster="full")))
+        await asyncio.sleep(0.5)
+        assert not save.done()  # refused (the role's one connection is taken) and waiting, not failed
+        await held.close()
+        held = None
+        await asyncio.wait_for(save, 20)
+        assert len(await store.open_incidents("full")) == 1
+    finally:
+        if held is not None:
+            await held.close()
+        if store is not None:
+            await store.close()
+        await admin.execute(f'REASSIGN OWNED BY "{role}" TO {PG_USER}')
+        await admin.execute(f'DROP OWNED BY "{role}"')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()
