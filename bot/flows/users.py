@@ -79,10 +79,17 @@ class UserDirectory:
             return stale
         user = answer.get("user")
         info: dict[str, object] = user if isinstance(user, dict) else {}
+        return self._remember(user_id, info)
+
+    def _remember(self, user_id: str, info: dict[str, object]) -> str:
+        """Keep what one users.info answer says: the display name, and the profile an identity is mapped from (so
+        that the name of an approver and their identity cost one call, not two). Returns the name."""
         found = info.get("profile")
         profile: dict[str, object] = found if isinstance(found, dict) else {}
         name = str(profile.get("display_name") or profile.get("real_name") or info.get("name") or user_id)
         self._names[user_id] = (self._now() + self._name_ttl_s, name)
+        if info:
+            self._profiles[user_id] = (self._now(), SlackProfile.from_user(info))
         return name
 
     async def profile(self, user_id: str, *, max_age_s: float) -> SlackProfile | None:
@@ -97,9 +104,8 @@ class UserDirectory:
         user = answer.get("user") if answer is not None else None
         if not isinstance(user, dict):
             return None
-        found = SlackProfile.from_user(user)
-        self._profiles[user_id] = (self._now(), found)
-        return found
+        self._remember(user_id, user)
+        return self._profiles[user_id][1]
 
     async def members(self, group_id: str, *, max_age_s: float | None = None) -> frozenset[str]:
         """The user ids of a user group (empty when Slack refuses, e.g. a missing usergroups:read scope).

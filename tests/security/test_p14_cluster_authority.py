@@ -461,3 +461,14 @@ async def test_typed_credentials_are_tested_only_for_who_the_cluster_lets_write_
     assert {(i.user, i.groups) for i in w.sim.impersonations if "dryRun" in i.path} == {("sam@example.com", ("sre",))}
     created = await a.audit("proposal.created")
     assert created[-1]["k8s_user"] == "sam@example.com"
+
+
+async def test_a_name_and_an_identity_cost_one_users_info_call(kubernetes_mode: Authority) -> None:
+    """users.info (Tier 4) is asked once for a user's display name and Kubernetes identity together (within the
+    identity's lifetime; these tests otherwise use 0 s to see every change at once)."""
+    a, w = kubernetes_mode, kubernetes_mode.world
+    w.flows.authority.ttl_s = 60.0
+    (pod,) = failing_deployment(w.sim)
+    await a.propose_delete(ALICE, pod["metadata"]["name"])
+    asked = [c for c in w.slack.calls if c.method == "users.info" and c.payload.get("user") == ALICE]
+    assert len(asked) == 1, asked
