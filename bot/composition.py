@@ -16,7 +16,6 @@ Slack app. Clusters that post to different Slack workspaces need separate databa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -31,6 +30,7 @@ from aiohttp import web
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.aio import cancel_and_wait
 from bot.diagnoser import Diagnoser
 from bot.incidents import BookSettings, IncidentBook
 from bot.kube.client import credentials_ready, load_api_client
@@ -393,10 +393,7 @@ class Bot:
                 lost = asyncio.create_task(elector.lost.wait())
                 done, _ = await asyncio.wait({duties, lost, election}, return_when=asyncio.FIRST_COMPLETED)
                 self.is_leader.clear()
-                for t in (duties, lost):
-                    t.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await t
+                await cancel_and_wait(duties, lost)
                 self.metrics.reset_open(())
                 if duties in done and not duties.cancelled() and duties.exception() is not None:
                     raise duties.exception()  # type: ignore[misc]
@@ -406,9 +403,7 @@ class Bot:
                 log.warning("leadership lost; watcher stopped")
         finally:
             self.is_leader.clear()
-            election.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await election
+            await cancel_and_wait(election)
 
     # ---- health ----
 
@@ -473,9 +468,7 @@ async def _first(election: asyncio.Task[None], waiting: Awaitable[object]) -> No
         done, _ = await asyncio.wait({waiter, election}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         if not waiter.done():
-            waiter.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await waiter
+            await cancel_and_wait(waiter)
     if election in done and waiter not in done:
         election.result()
         raise RuntimeError("leader election ended")

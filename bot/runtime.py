@@ -14,7 +14,6 @@ Timings are settings (`outbox`, `executor`, `incidents`, `ha`), not arguments of
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from typing import Any
 from aiohttp import web
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.aio import cancel_and_wait
 from bot.composition import Bot
 from bot.flows import Flows
 from bot.settings import Settings
@@ -93,11 +93,7 @@ async def run_bot(
         waiter = asyncio.create_task(stop.wait(), name="stop")
         done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(*tasks, swallow_errors=True)
         for cleanup in cleanups:
             await cleanup()
         await bot.close()
@@ -148,11 +144,7 @@ async def _socket_while_leading(
         try:
             done, _ = await asyncio.wait({socket, lost}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for t in (socket, lost):
-                t.cancel()
-            for t in (socket, lost):
-                with contextlib.suppress(asyncio.CancelledError):
-                    await t
+            await cancel_and_wait(socket, lost)
         if socket in done and not socket.cancelled() and socket.exception() is not None:
             raise socket.exception()  # type: ignore[misc]
         log.info("Socket Mode: disconnected (leadership lost)")

@@ -74,9 +74,13 @@ class BotInProcess:
         self._stop.set()
         if self._task is None:
             return 0
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             return await self._task
-        return 1
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the caller is being cancelled: never swallow that
+            return 1
 
 
 @contextlib.asynccontextmanager

@@ -16,7 +16,6 @@ alternate on every kubelet retry: a flip between them with the same error text i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -31,6 +30,7 @@ from typing import Any, cast
 import aiohttp
 from kubernetes_asyncio import client
 
+from bot.aio import cancel_and_wait
 from bot.kube import podstate
 from bot.kube.observations import ObservationQueue
 from bot.model import PULL_ATTEMPT_REASONS, PullFailure, Recovery, WorkloadRef
@@ -585,8 +585,6 @@ async def run_until_synced(watcher: PodWatcher) -> asyncio.Task[None]:
     synced = asyncio.create_task(watcher.synced.wait())
     done, _ = await asyncio.wait({task, synced}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
-        synced.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await synced
+        await cancel_and_wait(synced)
         await task  # raises what run() raised
     return task
