@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from bot.access import Decision
@@ -89,9 +90,7 @@ class Approvals:
                 return decision
         checks = proposal_checks(proposal.action, proposal.namespace, proposal.target, proposal.params)
         verdict = await authority.review(actor.id, proposal.cluster, checks)
-        if not verdict.allowed:
-            return Decision(False, verdict.reason, verdict.identity, verdict.params)
-        return Decision(True, "rejected", verdict.identity, verdict.params)
+        return verdict if not verdict.allowed else dataclasses.replace(verdict, reason="rejected")
 
     async def _unknown(self, actor: Actor, proposal_id: int, attempt: str) -> Reply:
         await self.ctx.audit(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from bot.access import Decision
 from bot.access_checks import AccessCheck, refusal
@@ -27,17 +26,6 @@ from bot.flows.users import UserDirectory
 from bot.identity import IdentityMap, KubeIdentity, Unmapped
 from bot.kube.reviews import AccessReviewer
 from bot.settings import AccessSettings
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """The cluster's answer for one actor: `reason` is safe to show and to store; `params` go in the audit row."""
-
-    allowed: bool
-    reason: str
-    identity: KubeIdentity | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    deferred: bool = False  # another cluster's bot decided: the cluster's own bot reviews before running
 
 
 def identity_map(access: AccessSettings) -> IdentityMap:
@@ -87,32 +75,28 @@ class ClusterAuthority:
             self._cache[user_id] = (now, found)  # a failed Slack lookup is not remembered
         return found
 
-    async def decision(self, user_id: str, cluster: str, checks: Sequence[AccessCheck]) -> Decision:
-        """`review` as an access Decision (its identity and audit parameters carried along)."""
-        verdict = await self.review(user_id, cluster, checks)
-        return Decision(verdict.allowed, verdict.reason, verdict.identity, verdict.params)
-
-    async def review(self, user_id: str, cluster: str, checks: Sequence[AccessCheck]) -> Verdict:
-        """Whether the cluster lets this Slack user's identity do every one of `checks`."""
+    async def review(self, user_id: str, cluster: str, checks: Sequence[AccessCheck]) -> Decision:
+        """Whether the cluster lets this Slack user's identity do every one of `checks`: the Decision carries the
+        identity (which the action then impersonates) and the audit parameters naming it and the answer."""
         if not self.cluster_decides:
-            return Verdict(True, "allowed by grants")
+            return Decision(True, "allowed by grants")
         found = await self.identity(user_id)
         if isinstance(found, Unmapped):
             reason = f"refused: you have no Kubernetes identity ({found.reason}); you can read but not act"
-            return Verdict(False, reason, None, {**found.audit(), "review": "not asked: no identity"})
+            return Decision(False, reason, None, {**found.audit(), "review": "not asked: no identity"})
         params = found.audit()
         if cluster != self.cluster or self.reviewer is None:
             note = f"deferred: the bot of cluster {cluster} reviews {found.user} before it runs"
-            return Verdict(True, note, found, {**params, "review": note}, deferred=True)
+            return Decision(True, note, found, {**params, "review": note})
         reasons: list[str] = []
         for check in checks:
             answer = await self.reviewer.review(found, check)
             if not answer.answered:
                 reason = f"refused: {answer.reason}; `{found.user}` was not allowed anything"
-                return Verdict(False, reason, found, {**params, "review": f"no answer: {check.words()}"})
+                return Decision(False, reason, found, {**params, "review": f"no answer: {check.words()}"})
             if not answer.allowed:
                 reason = f"refused: {refusal(found.user, check)}"
-                return Verdict(False, reason, found, {**params, "review": f"denied: {check.words()}"})
+                return Decision(False, reason, found, {**params, "review": f"denied: {check.words()}"})
             reasons.append(answer.reason)
         allowed = "; ".join(dict.fromkeys(r for r in reasons if r)) or "allowed"
-        return Verdict(True, f"allowed for `{found.user}`", found, {**params, "review": f"allowed: {allowed}"[:400]})
+        return Decision(True, f"allowed for `{found.user}`", found, {**params, "review": f"allowed: {allowed}"[:400]})

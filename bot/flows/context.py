@@ -103,7 +103,7 @@ class FlowContext:
             decision = self.policy.may_act(principals, cluster, namespace, action)
             if not decision.allowed or not self.authority.cluster_decides:
                 return decision
-        return await self.authority.decision(actor.id, cluster, checks or checks_for_direct(namespace))
+        return await self.authority.review(actor.id, cluster, checks or checks_for_direct(namespace))
 
 
 def target_of(cluster: str, namespace: str, kind: str, name: str) -> str:

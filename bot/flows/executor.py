@@ -8,9 +8,9 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from bot.access import Decision
 from bot.access_checks import proposal_checks
 from bot.chatops.port import Actor
-from bot.flows.authority import Verdict
 from bot.flows.context import FlowContext, post_for
 from bot.flows.forwarding import REQUEST_KIND, Forwarding
 from bot.flows.incident_controls import IncidentFollowups
@@ -168,7 +168,7 @@ class Executor:
                     by = "the link, which reaches pods created from now on (older pods need recreating)"
                 await self.followups.post_rediagnosis(incident, tag=f"proposal:{p.id}:followup", by=by)
 
-    async def _review_approver(self, p: Proposal) -> Verdict:
+    async def _review_approver(self, p: Proposal) -> Decision:
         """Whether the cluster, asked now, lets the approver's identity do the fix (access.mode kubernetes, both).
 
         The identity is resolved again (a group removed in Slack since the approval counts) and must be the one
@@ -176,11 +176,11 @@ class Executor:
         removed between approval and execution stops the fix here, and the impersonated requests would be refused
         by the API server anyway)."""
         if not p.decided_by:
-            return Verdict(False, "refused: the proposal records no approver; nothing was changed")
+            return Decision(False, "refused: the proposal records no approver; nothing was changed")
         approved_as = p.params.get("approver_k8s_user")
         found = await self.ctx.authority.identity(p.decided_by)
         if isinstance(found, KubeIdentity) and approved_as and found.user != approved_as:
-            return Verdict(
+            return Decision(
                 False,
                 f"refused: the approver's Kubernetes identity changed since the approval (`{approved_as}`, now"
                 f" `{found.user}`); nothing was changed, approve again",
@@ -189,9 +189,9 @@ class Executor:
             )
         checks = proposal_checks(p.action, p.namespace, p.target, p.params)
         verdict = await self.ctx.authority.review(p.decided_by, self.ctx.cluster, checks)
-        if verdict.allowed or "nothing was changed" in verdict.reason:
+        if verdict.allowed:
             return verdict
-        return Verdict(False, f"{verdict.reason}; nothing was changed", verdict.identity, verdict.params)
+        return Decision(False, f"{verdict.reason}; nothing was changed", verdict.identity, verdict.params)
 
     async def _changed_since_proposed(self, p: Proposal) -> str | None:
         """Why the target is no longer the object the proposal was made for, or None when it still is.

@@ -85,7 +85,7 @@ class Proposals:
         if not self.ctx.authority.cluster_decides:
             return Decision(True, "anyone may propose")
         checks = await self.checks(action, namespace, name, params)
-        return await self.ctx.authority.decision(actor.id, self.ctx.cluster, checks)
+        return await self.ctx.authority.review(actor.id, self.ctx.cluster, checks)
 
     async def checks(
         self, action: ActionKind, namespace: str, name: str, params: dict[str, str]

@@ -37,7 +37,6 @@ class AccessReviewer:
     def __init__(self, api_client: Any, *, timeout_s: float = 5.0) -> None:
         self._authz: Any = k8s.AuthorizationV1Api(api_client)
         self._timeout_s = timeout_s
-        self.asked = 0
 
     async def review(self, identity: KubeIdentity, check: AccessCheck) -> Review:
         """Whether `identity` may do `check`, as the API server answers now."""
@@ -51,7 +50,6 @@ class AccessReviewer:
             "kind": "SubjectAccessReview",
             "spec": {"user": identity.user, "groups": list(identity.review_groups), "resourceAttributes": attributes},
         }
-        self.asked += 1
         try:
             async with asyncio.timeout(self._timeout_s):
                 answer = await self._authz.create_subject_access_review(body, _request_timeout=self._timeout_s)
