@@ -179,17 +179,17 @@ class Pipeline:
         told = diagnosis.message_cause
         if told is None or told in _NODE_BOUND or inc.cause in _NODE_BOUND:
             return None
-        return (inc.namespace, str(inc.workload), inc.container, inc.image, told.value, "")
+        return _cache_key(inc.namespace, str(inc.workload), inc.container, inc.image, told, None)
 
     async def diagnose_cached(self, failure: PullFailure, classification: Classification) -> Diagnosis:
         """Pods of one workload share a spec: verify once per workload, image and message cause for a while."""
-        key: tuple[str, ...] = (
+        key = _cache_key(
             failure.namespace,
             str(failure.workload),
             failure.container,
             failure.image,
-            classification.cause.value,
-            failure.node or "" if classification.cause in _NODE_BOUND else "",
+            classification.cause,
+            failure.node,
         )
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
@@ -265,3 +265,11 @@ class Pipeline:
                     "saving incident %s failed (%s); retry in %.1fs", change.incident.key, type(exc).__name__, delay
                 )
                 await asyncio.sleep(delay)
+
+
+def _cache_key(
+    namespace: str, workload: str, container: str, image: str, cause: Cause, node: str | None
+) -> tuple[str, ...]:
+    """The diagnosis cache key: one diagnosis per workload, container, image and message cause (and node, for the
+    causes that depend on the pod's node), whether made now or restored from a stored incident."""
+    return (namespace, workload, container, image, cause.value, (node or "") if cause in _NODE_BOUND else "")
