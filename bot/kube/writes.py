@@ -548,20 +548,23 @@ def _replaced(ns: str, pod: str) -> str:
     )
 
 
+def _status(exc: ApiException) -> dict[str, Any]:
+    """The Status object an API error carries ({} when its body is not one)."""
+    try:
+        status = json.loads(exc.body or "{}")
+    except (ValueError, TypeError):
+        return {}
+    return status if isinstance(status, dict) else {}
+
+
 def _forbidden_kind(exc: ApiException) -> str:
     """The resource a 403 Status names in its details ("users" for a refused impersonation)."""
-    try:
-        details = json.loads(exc.body or "{}").get("details") or {}
-    except (ValueError, AttributeError):
-        return ""
+    details = _status(exc).get("details")
     return str(details.get("kind", "")) if isinstance(details, dict) else ""
 
 
 def _status_message(exc: ApiException) -> str:
-    try:
-        message = json.loads(exc.body or "{}").get("message")
-    except (ValueError, AttributeError):
-        message = None
+    message = _status(exc).get("message")
     return str(message)[:300] if message else f"HTTP {exc.status}"
 
 
